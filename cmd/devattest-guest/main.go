@@ -1,0 +1,79 @@
+// Command devattest-guest runs inside the confidential VM. It reaches each
+// assigned VF's DOE mailbox only through the host shim's socket framing.
+//
+// For now it can list a VF's DOE protocols through the shim; device
+// attestation, sessions, IDE keying and platform binding arrive with the
+// secchan, ide and guest packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/cmd/internal/cli"
+)
+
+const usage = `usage: devattest-guest <command> [flags]
+
+commands:
+  discover   list the DOE protocols of the VF behind a shim address
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "discover":
+		return runDiscover(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "devattest-guest: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func runDiscover(args []string, stdout, stderr io.Writer) int {
+	const prog = "devattest-guest discover"
+	fs := cli.NewFlagSet(prog, prog+" --shim ADDR")
+	fs.SetOutput(stderr)
+	shim := fs.String("shim", "", "the shim's address for this VF: HOST:PORT or unix:PATH")
+	timeout := fs.Duration("timeout", 10*time.Second, "deadline for the whole walk")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *shim == "" || fs.NArg() != 0 || *timeout <= 0 {
+		fs.Usage()
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	c, err := doe.Dial(ctx, *shim)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	defer c.Close()
+	protos, err := doe.Discover(ctx, c, 0)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	for _, p := range protos {
+		fmt.Fprintf(stdout, "%04x:%02x %s\n", p.Vendor, p.Type, p.Name())
+	}
+	return 0
+}

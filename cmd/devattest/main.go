@@ -1,0 +1,41 @@
+// Command devattest is the developer's and workload owner's tool: run an
+// emulated device (devsim) and probe a DOE mailbox through any
+// socket-framing peer.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: devattest <command> [flags]
+
+commands:
+  devsim   serve an emulated VF with a DOE mailbox over the socket framing
+  probe    talk to a DOE mailbox (devsim, the shim, libspdm's spdm_responder_emu)
+
+Run "devattest <command> -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "devsim":
+		return runDevsim(args[1:], stdout, stderr)
+	case "probe":
+		return runProbe(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "devattest: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/cmd/internal/cli"
+)
+
+type probeFlags struct {
+	connect      string
+	discovery    bool
+	discoveryVer uint
+	raw          string
+	json         bool
+	timeout      time.Duration
+}
+
+// protocolJSON is one entry of the --json protocol list.
+type protocolJSON struct {
+	Vendor uint16 `json:"vendor"`
+	Type   uint8  `json:"type"`
+	Name   string `json:"name"`
+}
+
+type discoveryJSON struct {
+	Protocols []protocolJSON `json:"protocols"`
+	Error     *string        `json:"error"`
+}
+
+func runProbe(args []string, stdout, stderr io.Writer) int {
+	var pf probeFlags
+	fs := cli.NewFlagSet("probe", "devattest probe [--connect ADDR] (--discovery | --raw HEX) [--json]")
+	fs.SetOutput(stderr)
+	fs.StringVar(&pf.connect, "connect", "127.0.0.1:2323", "socket-framing peer: HOST:PORT or unix:PATH")
+	fs.BoolVar(&pf.discovery, "discovery", false, "list the DOE protocols of the mailbox")
+	fs.UintVar(&pf.discoveryVer, "discovery-version", 0, "version field of discovery requests (0, or 2 for DOE capability version 2)")
+	fs.StringVar(&pf.raw, "raw", "", "send one whole DOE object given in hex (header included) and print the response")
+	fs.BoolVar(&pf.json, "json", false, "print a JSON object for scripts")
+	fs.DurationVar(&pf.timeout, "timeout", 10*time.Second, "deadline for the whole probe")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	const prog = "devattest probe"
+	switch {
+	case fs.NArg() != 0:
+		return cli.Fail(stderr, prog, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	case pf.discovery == (pf.raw != ""):
+		return cli.Fail(stderr, prog, errors.New("give exactly one of --discovery or --raw HEX"))
+	case pf.discoveryVer > 255:
+		return cli.Fail(stderr, prog, errors.New("--discovery-version must fit in a byte"))
+	case pf.timeout <= 0:
+		return cli.Fail(stderr, prog, errors.New("--timeout must be positive"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pf.timeout)
+	defer cancel()
+	if pf.raw != "" {
+		return probeRaw(ctx, pf, stdout, stderr)
+	}
+	return probeDiscovery(ctx, pf, stdout, stderr)
+}
+
+func probeDiscovery(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int {
+	protos, err := discover(ctx, pf.connect, uint8(pf.discoveryVer))
+	if pf.json {
+		out := discoveryJSON{Protocols: []protocolJSON{}}
+		for _, p := range protos {
+			out.Protocols = append(out.Protocols, protocolJSON{Vendor: p.Vendor, Type: p.Type, Name: p.Name()})
+		}
+		if err != nil {
+			msg := err.Error()
+			out.Error = &msg
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+	} else if err == nil {
+		fmt.Fprintf(stdout, "DOE protocols at %s:\n", pf.connect)
+		for i, p := range protos {
+			fmt.Fprintf(stdout, "  [%d] vendor 0x%04x type %d  %s\n", i, p.Vendor, p.Type, p.Name())
+		}
+	}
+	if err != nil {
+		return cli.Fail(stderr, "devattest probe", err)
+	}
+	return 0
+}
+
+func discover(ctx context.Context, addr string, version uint8) ([]doe.Protocol, error) {
+	c, err := doe.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return doe.Discover(ctx, c, version)
+}
+
+func probeRaw(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int {
+	const prog = "devattest probe"
+	b, err := hex.DecodeString(strings.Join(strings.Fields(pf.raw), ""))
+	if err != nil {
+		return cli.Fail(stderr, prog, fmt.Errorf("--raw: %w", err))
+	}
+	req, err := doe.Decode(b)
+	if err != nil {
+		return cli.Fail(stderr, prog, fmt.Errorf("--raw: %w", err))
+	}
+	c, err := doe.Dial(ctx, pf.connect)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	defer c.Close()
+	resp, err := c.Exchange(ctx, req)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	enc, _ := resp.Encode() // a decoded object always encodes
+	if pf.json {
+		out := struct {
+			Vendor   uint16 `json:"vendor"`
+			Type     uint8  `json:"type"`
+			Name     string `json:"name"`
+			Response string `json:"response"`
+		}{resp.Vendor, resp.Type, resp.Protocol().Name(), hex.EncodeToString(enc)}
+		_ = json.NewEncoder(stdout).Encode(out)
+		return 0
+	}
+	fmt.Fprintf(stdout, "response: vendor 0x%04x type %d (%s), %d DW\n%s\n", resp.Vendor, resp.Type, resp.Protocol().Name(), resp.DWCount(), hex.EncodeToString(enc))
+	return 0
+}

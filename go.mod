@@ -1,0 +1,3 @@
+module github.com/devattest/devattest
+
+go 1.26
