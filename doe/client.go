@@ -163,8 +163,20 @@ func (c *SocketClient) roundTrip(ctx context.Context, f Frame) (Frame, error) {
 		c.fail(err)
 		return Frame{}, fmt.Errorf("doe: setting deadline: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Cancellation reaches a blocked read or write through the deadline.
+	// If the cancellation fires at all, wait for it to finish before
+	// returning, so it cannot land on the next exchange's deadline.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.conn.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	defer func() {
+		if !stop() {
+			<-fired
+			_ = c.conn.SetDeadline(time.Time{})
+		}
+	}()
 
 	if err := WriteFrame(c.conn, f); err != nil {
 		err = transportError("sending "+CommandName(f.Command), ctx, err)

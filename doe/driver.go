@@ -17,7 +17,7 @@ import (
 //     user is aborted away; Busy is waited out until the deadline.
 //  3. Write the request DW by DW into the Write Data Mailbox, then set Go.
 //  4. Poll Status with back-off until Data Object Ready or Error, or the
-//     deadline (1 s per object by default, as the spec allows a device).
+//     deadline (1 s from Go by default, as the spec allows a device).
 //  5. Read the response DW by DW, writing the Read Data Mailbox after each
 //     DW to pop it; check Ready before the last pop and Error after it.
 //  6. On any failure after step 1, Abort and wait for the abort to finish,
@@ -33,7 +33,9 @@ type Driver struct {
 	// takes a mailbox over.
 	clean bool
 
-	// Timeout bounds one exchange when ctx has no earlier deadline.
+	// Timeout bounds each wait on the device, for Busy to clear and for the
+	// response after Go (PCIe allows a device 1 s per object). The caller's
+	// ctx bounds the whole exchange, config-space transfers included.
 	Timeout time.Duration
 	// AbortTimeout bounds the wait for an abort to complete.
 	AbortTimeout time.Duration
@@ -75,8 +77,6 @@ func (d *Driver) Exchange(ctx context.Context, req Object) (Object, error) {
 	}
 	defer func() { <-d.lock }()
 
-	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
-	defer cancel()
 	if !d.clean {
 		if err := d.abort(); err != nil {
 			return Object{}, err
@@ -126,7 +126,11 @@ func (d *Driver) exchange(ctx context.Context, req Object) (Object, error) {
 	if err := d.send(ctx, req); err != nil {
 		return Object{}, err
 	}
-	if _, err := d.poll(ctx, "response", func(st uint32) bool { return st&(StatusReady|StatusError) != 0 }); err != nil {
+	// The device's time to answer starts when Go is set; moving the DWs
+	// through config space is ours and is bounded by ctx alone.
+	wait, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	if _, err := d.poll(wait, "response", func(st uint32) bool { return st&(StatusReady|StatusError) != 0 }); err != nil {
 		return Object{}, err
 	}
 	resp, err := d.receive(ctx)
@@ -153,7 +157,9 @@ func (d *Driver) prepare(ctx context.Context) error {
 		}
 	}
 	if st&StatusBusy != 0 {
-		if _, err := d.poll(ctx, "not busy", func(st uint32) bool { return st&StatusBusy == 0 }); err != nil {
+		wait, cancel := context.WithTimeout(ctx, d.Timeout)
+		defer cancel()
+		if _, err := d.poll(wait, "not busy", func(st uint32) bool { return st&StatusBusy == 0 }); err != nil {
 			if errors.Is(err, ErrTimeout) {
 				return fmt.Errorf("%w: still busy at the deadline: %w", ErrBusy, err)
 			}

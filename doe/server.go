@@ -177,7 +177,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 	log.Debug("connection opened")
 	var objects int
-	for {
+	for ctx.Err() == nil {
 		if err := conn.SetReadDeadline(time.Now().Add(withDefault(s.IdleTimeout, 10*time.Minute))); err != nil {
 			return
 		}
@@ -246,6 +246,8 @@ func (s *Server) handleNormal(ctx context.Context, log *slog.Logger, mb Mailbox,
 }
 
 // reply writes f with a write deadline; false means the connection is gone.
+// A reply to a request that was cancelled is still sent (the client is
+// owed an answer), then ServeConn's loop sees the cancellation and ends.
 func (s *Server) reply(conn net.Conn, f Frame) bool {
 	if err := conn.SetWriteDeadline(time.Now().Add(withDefault(s.WriteTimeout, 10*time.Second))); err != nil {
 		return false

@@ -13,9 +13,10 @@ import (
 const SysfsRoot = "/sys/bus/pci/devices"
 
 // bdfPattern is the canonical sysfs name: domain:bus:device.function, in
-// lower-case hex with a 4-digit domain, 2-digit bus, 2-digit device and a
-// 1-digit function.
-var bdfPattern = regexp.MustCompile(`^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$`)
+// lower-case hex with a 2-digit bus, 2-digit device and 1-digit function.
+// Linux prints the domain with %04x, so it has 4 digits, or more for the
+// domains Intel VMD creates from 0x10000 on.
+var bdfPattern = regexp.MustCompile(`^([0-9a-f]{4,8}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$`)
 
 // ParseBDF validates a PCI address in sysfs form (0000:0d:00.0). It accepts
 // upper-case hex and returns the canonical lower-case form.

@@ -104,6 +104,9 @@ func (m *Mediator) Connect(ctx context.Context, conn net.Conn) (doe.Mailbox, fun
 	select {
 	case m.claim <- struct{}{}:
 	case <-wait.Done():
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("hostshim: the shim is shutting down")
+		}
 		holder := "another connection"
 		select {
 		case h := <-m.holder:
@@ -111,8 +114,10 @@ func (m *Mediator) Connect(ctx context.Context, conn net.Conn) (doe.Mailbox, fun
 			m.holder <- h
 		default:
 		}
+		// The holder's identity goes to the audit log only: a guest learns
+		// nothing about other clients of the host.
 		m.log.Warn("connection refused: mailbox busy", "vf", m.vf, "client", name, "holder", holder)
-		return nil, nil, fmt.Errorf("%w: VF %s is in use by %s; waited %v", ErrMailboxHeld, m.vf, holder, m.waitFor)
+		return nil, nil, fmt.Errorf("%w: the VF is in use by another connection; waited %v", ErrMailboxHeld, m.waitFor)
 	}
 	m.holder <- name
 	m.log.Info("connection holds mailbox", "vf", m.vf, "client", name)
@@ -133,21 +138,36 @@ func (m *Mediator) exchange(ctx context.Context, client string, req doe.Object) 
 	start := time.Now()
 	log := m.log.With("vf", m.vf, "client", client, "vendor", req.Vendor, "type", req.Type, "request_bytes", req.Size())
 	if !m.allowed[req.Protocol()] {
-		err := fmt.Errorf("%w: %v is not forwarded to VF %s", ErrNotAllowed, req.Protocol(), m.vf)
 		log.Warn("exchange refused", "result", "not_allowed")
-		return doe.Object{}, err
+		return doe.Object{}, fmt.Errorf("%w: %v is not forwarded", ErrNotAllowed, req.Protocol())
 	}
 	if req.Size() > m.maxSize {
-		err := fmt.Errorf("%w: request of %d bytes exceeds the shim's bound of %d", doe.ErrTooLarge, req.Size(), m.maxSize)
 		log.Warn("exchange refused", "result", "too_large")
-		return doe.Object{}, err
+		return doe.Object{}, fmt.Errorf("%w: request of %d bytes exceeds the shim's bound of %d", doe.ErrTooLarge, req.Size(), m.maxSize)
 	}
 	resp, err := m.backend.Exchange(ctx, req)
 	d := time.Since(start)
 	if err != nil {
+		// The audit log keeps the backend's own words; the guest gets the
+		// class of failure only, not host paths or addresses.
 		log.Warn("exchange failed", "result", "error", "duration", d, "err", err)
-		return doe.Object{}, fmt.Errorf("VF %s: %w", m.vf, err)
+		return doe.Object{}, guestError(err)
 	}
 	log.Info("exchange", "result", "ok", "response_bytes", resp.Size(), "duration", d)
 	return resp, nil
+}
+
+// guestError reduces a backend failure to what the guest may learn: the
+// DOE-level class of the failure.
+func guestError(err error) error {
+	for _, class := range []error{doe.ErrTimeout, doe.ErrBusy, doe.ErrDeviceError, doe.ErrAbortFailed, doe.ErrUnexpectedResponse, doe.ErrTooLarge, doe.ErrMalformed} {
+		if errors.Is(err, class) {
+			return fmt.Errorf("device exchange failed: %w", class)
+		}
+	}
+	var remote *doe.RemoteError
+	if errors.As(err, &remote) {
+		return fmt.Errorf("device exchange failed: %w", doe.ErrRefused)
+	}
+	return errors.New("device exchange failed: the device is unreachable")
 }

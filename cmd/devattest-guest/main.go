@@ -15,8 +15,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/cmd/internal/cli"
+	"github.com/devattest/devattest/doe"
 )
 
 const usage = `usage: devattest-guest <command> [flags]

@@ -13,10 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/hostshim"
-	"github.com/devattest/devattest/cmd/internal/cli"
 )
 
 func main() {
@@ -71,7 +71,9 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
-	srv := &doe.Server{Connect: med.Connect, Logger: log, MaxPayload: *maxObject}
+	// The frame bound stays at one maximal DOE object, so an oversize request
+	// reaches the mediator and gets its reason on a connection that stays up.
+	srv := &doe.Server{Connect: med.Connect, Logger: log}
 	log.Info("shim serving", "listen", ln.Addr().String(), "device", *device)
 	go func() {
 		<-ctx.Done()

@@ -6,9 +6,9 @@ import (
 	"io"
 	"time"
 
+	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
-	"github.com/devattest/devattest/cmd/internal/cli"
 )
 
 func runDevsim(args []string, stdout, stderr io.Writer) int {

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/cmd/internal/cli"
+	"github.com/devattest/devattest/doe"
 )
 
 type probeFlags struct {
@@ -22,6 +22,7 @@ type probeFlags struct {
 	raw          string
 	json         bool
 	timeout      time.Duration
+	end          string
 }
 
 // protocolJSON is one entry of the --json protocol list.
@@ -46,6 +47,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&pf.raw, "raw", "", "send one whole DOE object given in hex (header included) and print the response")
 	fs.BoolVar(&pf.json, "json", false, "print a JSON object for scripts")
 	fs.DurationVar(&pf.timeout, "timeout", 10*time.Second, "deadline for the whole probe")
+	fs.StringVar(&pf.end, "end", "shutdown", "how to end the connection: shutdown (SHUTDOWN; libspdm's spdm_responder_emu then exits) or continue (CONTINUE; it keeps serving)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -62,6 +64,8 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		return cli.Fail(stderr, prog, errors.New("--discovery-version must fit in a byte"))
 	case pf.timeout <= 0:
 		return cli.Fail(stderr, prog, errors.New("--timeout must be positive"))
+	case pf.end != "shutdown" && pf.end != "continue":
+		return cli.Fail(stderr, prog, fmt.Errorf("--end %q: want shutdown or continue", pf.end))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pf.timeout)
 	defer cancel()
@@ -72,7 +76,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 }
 
 func probeDiscovery(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int {
-	protos, err := discover(ctx, pf.connect, uint8(pf.discoveryVer))
+	protos, err := discover(ctx, pf, uint8(pf.discoveryVer))
 	if pf.json {
 		out := discoveryJSON{Protocols: []protocolJSON{}}
 		for _, p := range protos {
@@ -97,13 +101,22 @@ func probeDiscovery(ctx context.Context, pf probeFlags, stdout, stderr io.Writer
 	return 0
 }
 
-func discover(ctx context.Context, addr string, version uint8) ([]doe.Protocol, error) {
-	c, err := doe.Dial(ctx, addr)
+func discover(ctx context.Context, pf probeFlags, version uint8) ([]doe.Protocol, error) {
+	c, err := doe.Dial(ctx, pf.connect)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer endConn(c, pf.end)
 	return doe.Discover(ctx, c, version)
+}
+
+// endConn ends the connection the way --end asks.
+func endConn(c *doe.SocketClient, end string) {
+	if end == "continue" {
+		_ = c.Release()
+		return
+	}
+	_ = c.Close()
 }
 
 func probeRaw(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int {
@@ -120,7 +133,7 @@ func probeRaw(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int 
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
-	defer c.Close()
+	defer endConn(c, pf.end)
 	resp, err := c.Exchange(ctx, req)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
