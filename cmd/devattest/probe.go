@@ -23,6 +23,11 @@ type probeFlags struct {
 	json         bool
 	timeout      time.Duration
 	end          string
+	trustAnchor  string
+	version      string
+	hash         string
+	asym         string
+	slot         uint8
 }
 
 // protocolJSON is one entry of the --json protocol list.
@@ -39,7 +44,7 @@ type discoveryJSON struct {
 
 func runProbe(args []string, stdout, stderr io.Writer) int {
 	var pf probeFlags
-	fs := cli.NewFlagSet("probe", "devattest probe [--connect ADDR] (--discovery | --raw HEX) [--json]")
+	fs := cli.NewFlagSet("probe", "devattest probe [--connect ADDR] (--discovery | --raw HEX | --trust-anchor FILE [--version V] [--hash LIST] [--asym LIST]) [--json]")
 	fs.SetOutput(stderr)
 	fs.StringVar(&pf.connect, "connect", "127.0.0.1:2323", "socket-framing peer: HOST:PORT or unix:PATH")
 	fs.BoolVar(&pf.discovery, "discovery", false, "list the DOE protocols of the mailbox")
@@ -47,6 +52,11 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&pf.raw, "raw", "", "send one whole DOE object given in hex (header included) and print the response")
 	fs.BoolVar(&pf.json, "json", false, "print a JSON object for scripts")
 	fs.DurationVar(&pf.timeout, "timeout", 10*time.Second, "deadline for the whole probe")
+	fs.StringVar(&pf.trustAnchor, "trust-anchor", "", "authenticate the device over SPDM against the root certificate(s) in FILE (PEM or DER)")
+	fs.StringVar(&pf.version, "version", "", "offer only this SPDM version: 1.0, 1.1, 1.2 or 1.3 (default: all)")
+	fs.StringVar(&pf.hash, "hash", "", "base hash algorithms to offer, e.g. SHA_256,SHA_384 (default: SHA-256/384/512)")
+	fs.StringVar(&pf.asym, "asym", "", "signature algorithms to offer, e.g. ECDSA_P256,ECDSA_P384 (default: all supported)")
+	slot := fs.Uint("slot", 0, "certificate slot to authenticate with (0-7)")
 	fs.StringVar(&pf.end, "end", "shutdown", "how to end the connection: shutdown (SHUTDOWN; libspdm's spdm_responder_emu then exits) or continue (CONTINUE; it keeps serving)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -58,8 +68,10 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case fs.NArg() != 0:
 		return cli.Fail(stderr, prog, fmt.Errorf("unexpected arguments %q", fs.Args()))
-	case pf.discovery == (pf.raw != ""):
-		return cli.Fail(stderr, prog, errors.New("give exactly one of --discovery or --raw HEX"))
+	case btoi(pf.discovery)+btoi(pf.raw != "")+btoi(pf.trustAnchor != "") != 1:
+		return cli.Fail(stderr, prog, errors.New("give exactly one of --discovery, --raw HEX or --trust-anchor FILE"))
+	case *slot > 7:
+		return cli.Fail(stderr, prog, errors.New("--slot must be 0 to 7"))
 	case pf.discoveryVer > 255:
 		return cli.Fail(stderr, prog, errors.New("--discovery-version must fit in a byte"))
 	case pf.timeout <= 0:
@@ -69,8 +81,12 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pf.timeout)
 	defer cancel()
-	if pf.raw != "" {
+	pf.slot = uint8(*slot)
+	switch {
+	case pf.raw != "":
 		return probeRaw(ctx, pf, stdout, stderr)
+	case pf.trustAnchor != "":
+		return probeSPDM(ctx, pf, stdout, stderr)
 	}
 	return probeDiscovery(ctx, pf, stdout, stderr)
 }
@@ -150,5 +166,12 @@ func probeRaw(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int 
 		return 0
 	}
 	fmt.Fprintf(stdout, "response: vendor 0x%04x type %d (%s), %d DW\n%s\n", resp.Vendor, resp.Type, resp.Protocol().Name(), resp.DWCount(), hex.EncodeToString(enc))
+	return 0
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
 	return 0
 }

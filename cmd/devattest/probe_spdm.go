@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/secchan"
+)
+
+// spdmReport is what the authentication probe found, in the --json shape.
+type spdmReport struct {
+	Version      string          `json:"version"`
+	Algorithms   algorithmsJSON  `json:"algorithms"`
+	Capabilities []string        `json:"capabilities"`
+	Certificates []string        `json:"certificates"`
+	Challenge    bool            `json:"challenge"`
+	Measurements []measurementJS `json:"measurements"`
+	Verified     bool            `json:"verified"`
+	Error        *string         `json:"error"`
+}
+
+type algorithmsJSON struct {
+	Hash     string `json:"hash"`
+	Asym     string `json:"asym"`
+	MeasHash string `json:"measurement_hash"`
+	DHE      string `json:"dhe,omitempty"`
+	AEAD     string `json:"aead,omitempty"`
+}
+
+type measurementJS struct {
+	Index  uint8  `json:"index"`
+	Type   string `json:"type"`
+	Digest string `json:"digest"`
+	Raw    bool   `json:"raw,omitempty"`
+}
+
+// loadAnchors reads trust anchors from a PEM file (any number of
+// certificates) or a single DER certificate.
+func loadAnchors(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var certs []*x509.Certificate
+	rest := b
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) > 0 {
+		return certs, nil
+	}
+	c, err := x509.ParseCertificate(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s is neither PEM certificates nor one DER certificate: %w", path, err)
+	}
+	return []*x509.Certificate{c}, nil
+}
+
+// requesterConfig builds the requester's configuration from the flags.
+func requesterConfig(pf probeFlags) (secchan.RequesterConfig, error) {
+	cfg := secchan.DefaultRequesterConfig()
+	if pf.version != "" {
+		v, err := secchan.ParseVersion(pf.version)
+		if err != nil {
+			return cfg, fmt.Errorf("--version: %w", err)
+		}
+		cfg.Versions = []secchan.Version{v}
+	}
+	if pf.hash != "" {
+		h, err := secchan.ParseHashList(pf.hash)
+		if err != nil {
+			return cfg, fmt.Errorf("--hash: %w", err)
+		}
+		cfg.BaseHash = h
+	}
+	if pf.asym != "" {
+		a, err := secchan.ParseAsymList(pf.asym)
+		if err != nil {
+			return cfg, fmt.Errorf("--asym: %w", err)
+		}
+		cfg.BaseAsym = a
+	}
+	anchors, err := loadAnchors(pf.trustAnchor)
+	if err != nil {
+		return cfg, fmt.Errorf("--trust-anchor: %w", err)
+	}
+	cfg.Validator = &secchan.AnchorValidator{Roots: anchors}
+	return cfg, nil
+}
+
+// probeSPDM runs the whole authentication flow and reports it.
+func probeSPDM(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int {
+	cfg, err := requesterConfig(pf)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	rep := spdmReport{Capabilities: []string{}, Certificates: []string{}, Measurements: []measurementJS{}}
+	err = authenticate(ctx, pf, cfg, &rep)
+	if err != nil {
+		msg := err.Error()
+		rep.Error = &msg
+		rep.Verified = false
+	}
+	if pf.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	} else {
+		printSPDM(stdout, pf.connect, &rep)
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return 0
+}
+
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "devattest probe: %v\n", err)
+	return 1
+}
+
+func authenticate(ctx context.Context, pf probeFlags, cfg secchan.RequesterConfig, rep *spdmReport) error {
+	c, err := doe.Dial(ctx, pf.connect)
+	if err != nil {
+		return err
+	}
+	defer endConn(c, pf.end)
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: c}, cfg)
+	if err := q.Connect(ctx); err != nil {
+		return err
+	}
+	neg := q.Negotiated()
+	rep.Version = neg.Version.String()
+	rep.Algorithms = algorithmsJSON{Hash: secchan.HashName(neg.BaseHash), Asym: secchan.AsymName(neg.BaseAsym), MeasHash: secchan.MeasHashName(neg.MeasurementHash)}
+	if neg.DHE != 0 {
+		rep.Algorithms.DHE = secchan.DHEName(neg.DHE)
+	}
+	if neg.AEAD != 0 {
+		rep.Algorithms.AEAD = secchan.AEADName(neg.AEAD)
+	}
+	rep.Capabilities = append(rep.Capabilities, secchan.CapabilityNames(neg.RspCaps)...)
+	if neg.RspCaps&secchan.CapCert == 0 {
+		return errors.New("the device offers no certificates (no CERT_CAP): it cannot be authenticated")
+	}
+	if _, err := q.GetDigests(ctx); err != nil {
+		return err
+	}
+	chain, err := q.GetCertificate(ctx, pf.slot)
+	if err != nil {
+		return err
+	}
+	for _, cert := range chain.Certs {
+		rep.Certificates = append(rep.Certificates, cert.Subject.String())
+	}
+	signedSomething := false
+	if neg.RspCaps&secchan.CapChal != 0 {
+		summary := secchan.SummaryNone
+		if neg.RspCaps&(secchan.CapMeasSig|secchan.CapMeasNoSig) != 0 {
+			summary = secchan.SummaryAll
+		}
+		if _, err := q.Challenge(ctx, pf.slot, summary); err != nil {
+			return err
+		}
+		rep.Challenge, signedSomething = true, true
+	}
+	if neg.RspCaps&(secchan.CapMeasSig|secchan.CapMeasNoSig) != 0 {
+		signed := neg.RspCaps&secchan.CapMeasSig != 0
+		res, err := q.GetMeasurements(ctx, secchan.MeasurementOptions{Operation: secchan.MeasOpAll, Signed: signed, Slot: pf.slot})
+		if err != nil {
+			return err
+		}
+		signedSomething = signedSomething || signed
+		h := neg.Hash.New()
+		for _, b := range res.Blocks {
+			m := measurementJS{Index: b.Index, Type: secchan.MeasurementTypeName(b.ValueType), Raw: b.RawBitStream()}
+			if m.Raw {
+				h.Reset()
+				h.Write(b.Value)
+				m.Digest = hex.EncodeToString(h.Sum(nil))
+			} else {
+				m.Digest = hex.EncodeToString(b.Value)
+			}
+			rep.Measurements = append(rep.Measurements, m)
+		}
+	}
+	if !signedSomething {
+		return errors.New("the device signed nothing (no CHAL_CAP, no signed measurements): its identity is unproven")
+	}
+	rep.Verified = true
+	return nil
+}
+
+func printSPDM(w io.Writer, addr string, rep *spdmReport) {
+	fmt.Fprintf(w, "SPDM responder at %s\n", addr)
+	if rep.Version == "" {
+		return
+	}
+	fmt.Fprintf(w, "  version       %s\n", rep.Version)
+	fmt.Fprintf(w, "  algorithms    asym %s, hash %s, measurement hash %s", rep.Algorithms.Asym, rep.Algorithms.Hash, rep.Algorithms.MeasHash)
+	if rep.Algorithms.DHE != "" {
+		fmt.Fprintf(w, ", dhe %s, aead %s", rep.Algorithms.DHE, rep.Algorithms.AEAD)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  capabilities  %s\n", strings.Join(rep.Capabilities, " "))
+	for i, s := range rep.Certificates {
+		fmt.Fprintf(w, "  certificate   [%d] %s\n", i, s)
+	}
+	if rep.Challenge {
+		fmt.Fprintln(w, "  challenge     CHALLENGE_AUTH signature verified")
+	}
+	for _, m := range rep.Measurements {
+		raw := ""
+		if m.Raw {
+			raw = " (hash of raw value)"
+		}
+		fmt.Fprintf(w, "  measurement   [%d] %-24s %s%s\n", m.Index, m.Type, m.Digest, raw)
+	}
+	fmt.Fprintf(w, "  verified      %v\n", rep.Verified)
+}
