@@ -54,6 +54,7 @@ type Function struct {
 	protocols []doe.Protocol // discovery order; index 0 is discovery itself
 	handlers  map[doe.Protocol]Handler
 	stats     Stats
+	spdm      Handler // WithSPDM, for NewVF
 
 	// MaxRequestDW bounds an incoming object; beyond it the mailbox sets
 	// Error, as a device with a finite buffer does.

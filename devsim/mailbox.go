@@ -51,14 +51,25 @@ func (f *Function) SetFaults(fl Faults) {
 
 // Reset models a function-level reset: in-flight work is dropped and the
 // mailbox returns to idle. Registered handlers (the device's firmware)
-// stay. Callers that keep protocol state above the mailbox (an SPDM
-// responder) reset it through their own hooks.
+// stay, but each one with a Reset method (an SPDM responder) is reset, so
+// protocol state above the mailbox is lost as on a real device.
 func (f *Function) Reset() {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.clearMailbox()
 	f.mbox.intEnable = false
 	f.stats.Resets++
+	var resets []interface{ Reset() }
+	for _, p := range f.protocols {
+		if r, ok := f.handlers[p].(interface{ Reset() }); ok {
+			resets = append(resets, r)
+		}
+	}
+	f.mu.Unlock()
+	// Outside the lock: a handler may be finishing a request and must not
+	// wait on the mailbox lock while we wait on its own.
+	for _, r := range resets {
+		r.Reset()
+	}
 }
 
 // clearMailbox drops every request and response and cancels the handler.

@@ -102,13 +102,19 @@ func (m *Digests) DigestFor(slot uint8) []byte {
 type GetCertificate struct {
 	Version Version
 	Slot    uint8
-	Offset  uint16
-	Length  uint16
+	// SlotSizeRequested (1.3, Param2 bit 0) asks only for the chain's size.
+	SlotSizeRequested bool
+	Offset            uint16
+	Length            uint16
 }
 
 func (m *GetCertificate) Marshal() []byte {
 	w := &writer{}
-	w.header(m.Version, CodeGetCertificate, m.Slot, 0)
+	var p2 uint8
+	if m.SlotSizeRequested {
+		p2 = 1
+	}
+	w.header(m.Version, CodeGetCertificate, m.Slot, p2)
 	w.u16(m.Offset)
 	w.u16(m.Length)
 	return w.b
@@ -118,7 +124,12 @@ func (m *GetCertificate) Decode(b []byte) (int, error) {
 	r := newReader("GET_CERTIFICATE", b)
 	h := checkHeader(r, CodeGetCertificate, 0)
 	*m = GetCertificate{Version: h.Version, Slot: h.Param1 & 0xF}
-	if r.err == nil && (h.Param1&0xF0 != 0 || h.Param2 != 0) {
+	p2 := h.Param2
+	if h.Version >= V13 {
+		m.SlotSizeRequested = p2&1 != 0
+		p2 &^= 1
+	}
+	if r.err == nil && (h.Param1&0xF0 != 0 || p2 != 0) {
 		r.fail("Param1/Param2", "reserved bits set: 0x%02x 0x%02x", h.Param1, h.Param2)
 	}
 	if r.err == nil && m.Slot > 7 {

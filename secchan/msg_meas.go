@@ -224,6 +224,9 @@ func (m *Measurements) Decode(b []byte, sigSize int) (int, error) {
 	if r.err == nil && h.Param2&0xC0 != 0 {
 		r.fail("Param2", "reserved bits set: 0x%02x", h.Param2)
 	}
+	if r.err == nil && h.Version < V11 && h.Param2 != 0 {
+		r.fail("Param2", "reserved in 1.0 (SlotID from 1.1), is 0x%02x", h.Param2)
+	}
 	if r.err == nil && h.Version < V12 && m.ContentChg != 0 {
 		r.fail("Param2", "content-changed bits are reserved before 1.2: 0x%02x", h.Param2)
 	}

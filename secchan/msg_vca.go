@@ -115,7 +115,10 @@ func (m *VersionResponse) Highest(offered []Version) (Version, bool) {
 // 1.0 has only the header, 1.1 adds CTExponent and Flags, 1.2 adds
 // DataTransferSize and MaxSPDMmsgSize.
 type GetCapabilities struct {
-	Version          Version
+	Version Version
+	// SupportedAlgs (1.3, Param1 bit 0) asks for the supported-algorithms
+	// block in CAPABILITIES.
+	SupportedAlgs    bool
 	CTExponent       uint8
 	Flags            uint32
 	DataTransferSize uint32
@@ -124,7 +127,11 @@ type GetCapabilities struct {
 
 func (m *GetCapabilities) Marshal() []byte {
 	w := &writer{}
-	w.header(m.Version, CodeGetCapabilities, 0, 0)
+	var p1 uint8
+	if m.SupportedAlgs {
+		p1 = 1
+	}
+	w.header(m.Version, CodeGetCapabilities, p1, 0)
 	if m.Version >= V11 {
 		w.u8(0)
 		w.u8(m.CTExponent)
@@ -141,16 +148,15 @@ func (m *GetCapabilities) Marshal() []byte {
 func (m *GetCapabilities) Decode(b []byte) (int, error) {
 	r := newReader("GET_CAPABILITIES", b)
 	h := checkHeader(r, CodeGetCapabilities, 0)
-	// 1.3 defines Param1 bit 0 (ask for the supported-algorithms block);
-	// this responder does not send that block, which DSP0274 allows.
+	*m = GetCapabilities{Version: h.Version}
 	p1 := h.Param1
 	if h.Version >= V13 {
+		m.SupportedAlgs = p1&1 != 0
 		p1 &^= 1
 	}
 	if r.err == nil && (p1 != 0 || h.Param2 != 0) {
 		r.fail("Param1/Param2", "reserved, are 0x%02x 0x%02x", h.Param1, h.Param2)
 	}
-	*m = GetCapabilities{Version: h.Version}
 	if m.Version >= V11 {
 		r.zero("Reserved", 1)
 		m.CTExponent = r.u8("CTExponent")
@@ -343,6 +349,10 @@ func (m *NegotiateAlgorithms) Decode(b []byte) (int, error) {
 	nHash := int(r.u8("ExtHashCount"))
 	r.zero("Reserved", 1)
 	m.MELSpec = r.u8("MELspecification")
+	checkOtherParams(r, h.Version, "OtherParamsSupport", m.OtherParamsSupport)
+	if r.err == nil && h.Version < V13 && m.MELSpec != 0 {
+		r.fail("MELspecification", "reserved before 1.3, is 0x%02x", m.MELSpec)
+	}
 	if r.err == nil && nAsym+nHash > 20 {
 		r.fail("ExtAsymCount/ExtHashCount", "%d external algorithms, at most 20", nAsym+nHash)
 	}
@@ -423,6 +433,10 @@ func (m *Algorithms) Decode(b []byte) (int, error) {
 	nAsym := int(r.u8("ExtAsymSelCount"))
 	nHash := int(r.u8("ExtHashSelCount"))
 	r.zero("Reserved", 2)
+	checkOtherParams(r, h.Version, "OtherParamsSelection", m.OtherParamsSelection)
+	if r.err == nil && h.Version < V13 && m.MELSpecSel != 0 {
+		r.fail("MELspecificationSel", "reserved before 1.3, is 0x%02x", m.MELSpecSel)
+	}
 	if r.err == nil && (nAsym > 1 || nHash > 1) {
 		r.fail("ExtAsymSelCount/ExtHashSelCount", "a selection names at most one algorithm, got %d and %d", nAsym, nHash)
 	}
@@ -447,4 +461,20 @@ func structBits(tables []AlgStruct, t uint8) uint16 {
 		}
 	}
 	return 0
+}
+
+// checkOtherParams checks the reserved bits of OtherParamsSupport /
+// OtherParamsSelection: the whole byte before 1.2; bits 3:0 (opaque data
+// format) in 1.2; bit 4 (multi-key connection) added in 1.3.
+func checkOtherParams(r *reader, v Version, field string, b uint8) {
+	allowed := uint8(0)
+	switch {
+	case v >= V13:
+		allowed = 0x1F
+	case v == V12:
+		allowed = 0x0F
+	}
+	if r.err == nil && b&^allowed != 0 {
+		r.fail(field, "reserved bits set at version %v: 0x%02x", v, b)
+	}
 }

@@ -33,7 +33,9 @@ func (q *Requester) GetDigests(ctx context.Context) (*Digests, error) {
 	if m.SlotMask == 0 {
 		return nil, &StepError{Step: step, Err: fmt.Errorf("%w: no certificate slot is provisioned", ErrCertChain)}
 	}
-	q.b = append(append(q.b, req...), msg...)
+	// GET_DIGESTS starts the certificate part of M1/M2 afresh, as libspdm
+	// does on both sides.
+	q.b = append(append([]byte(nil), req...), msg...)
 	q.l = nil
 	q.digests = &m
 	q.log.Debug("spdm step", "step", step, "slots", fmt.Sprintf("0x%02x", m.SlotMask))
@@ -268,6 +270,9 @@ func (q *Requester) GetMeasurements(ctx context.Context, o MeasurementOptions) (
 	if err := q.checkMeasurements(&g, &m, res); err != nil {
 		return nil, &StepError{Step: step, Err: err}
 	}
+	// Measurements before a completed CHALLENGE end its M1/M2 (DSP0274
+	// §10.9: a skipped CHALLENGE completion).
+	q.b = nil
 	pair := append(append([]byte(nil), req...), msg[:len(msg)-len(m.Signature)]...)
 	if !o.Signed {
 		q.l = append(q.l, pair...)

@@ -126,11 +126,19 @@ func Sign(v Version, asym uint32, h crypto.Hash, key crypto.Signer, context stri
 		r.FillBytes(sig[:size/2])
 		s.FillBytes(sig[size/2:])
 		return sig, nil
-	case AsymRSASSA2048, AsymRSASSA3072, AsymRSASSA4096:
+	case AsymRSASSA2048, AsymRSASSA3072, AsymRSASSA4096, AsymRSAPSS2048, AsymRSAPSS3072, AsymRSAPSS4096:
+		k, ok := key.Public().(*rsa.PublicKey)
+		if !ok || k.Size() != size {
+			return nil, fmt.Errorf("secchan: signing key %T does not match %s", key.Public(), AsymName(asym))
+		}
+		if asym == AsymRSAPSS2048 || asym == AsymRSAPSS3072 || asym == AsymRSAPSS4096 {
+			return key.Sign(rand.Reader, digestToSign(v, h, context, th), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h})
+		}
 		return key.Sign(rand.Reader, digestToSign(v, h, context, th), h)
-	case AsymRSAPSS2048, AsymRSAPSS3072, AsymRSAPSS4096:
-		return key.Sign(rand.Reader, digestToSign(v, h, context, th), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h})
 	case AsymEd25519:
+		if _, ok := key.Public().(ed25519.PublicKey); !ok {
+			return nil, fmt.Errorf("secchan: signing key %T does not match %s", key.Public(), AsymName(asym))
+		}
 		return key.Sign(rand.Reader, signedMessage(v, context, th), crypto.Hash(0))
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnsupportedAlgorithm, AsymName(asym))

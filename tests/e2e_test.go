@@ -352,14 +352,14 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 		t.Errorf("devattest-guest discover printed\n%s\nwant\n%s", stdout, wantLines)
 	}
 
-	// An allowed raw object passes through to the device: devsim's CMA
-	// handler answers GET_VERSION with ERROR(UnsupportedRequest).
+	// An allowed raw object passes through to the device: devsim's SPDM
+	// responder answers GET_VERSION with VERSION (1.0 to 1.3, padded to a DW).
 	stdout, stderr, code = run(t, devattest, "probe", "--connect", "unix:"+shimSock, "--raw", "01000100"+"03000000"+"10840000")
 	if code != 0 {
 		t.Fatalf("probe --raw (CMA) exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
-	if !strings.Contains(stdout, "0100010003000000107f0784") {
-		t.Errorf("probe --raw (CMA) output lacks devsim's ERROR response:\n%s", stdout)
+	if !strings.Contains(stdout, "0100010006000000"+"1004000000040010001100120013"+"0000") {
+		t.Errorf("probe --raw (CMA) output lacks devsim's VERSION response:\n%s", stdout)
 	}
 
 	// A disallowed object (vendor 0x1E98, type 2) is refused by the shim.

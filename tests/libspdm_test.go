@@ -28,7 +28,7 @@ func freeLoopbackPort(t *testing.T) int {
 // startResponderEmu starts libspdm's spdm_responder_emu on 127.0.0.1 with
 // PCI DOE transport and waits until it serves. It is killed when the test
 // ends if it is still running.
-func startResponderEmu(t *testing.T, binDir string) (*proc, string) {
+func startResponderEmu(t *testing.T, binDir string, extra ...string) (*proc, string) {
 	t.Helper()
 	exe := filepath.Join(binDir, "spdm_responder_emu")
 	if !fileExists(exe) {
@@ -36,7 +36,8 @@ func startResponderEmu(t *testing.T, binDir string) (*proc, string) {
 	}
 	port := freeLoopbackPort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(exe, "--trans", "PCI_DOE", "--ip", "127.0.0.1", "--port", strconv.Itoa(port))
+	args := append([]string{"--trans", "PCI_DOE", "--ip", "127.0.0.1", "--port", strconv.Itoa(port)}, extra...)
+	cmd := exec.Command(exe, args...)
 	cmd.Dir = binDir // it reads its sample keys relative to the working directory
 	cmd.Env = os.Environ()
 	if pre := os.Getenv("LIBSPDM_NODELAY_PRELOAD"); pre != "" {

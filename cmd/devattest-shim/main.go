@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +35,7 @@ func run(args []string, stderr io.Writer) int {
 	maxObject := fs.Int("max-object", hostshim.DefaultMaxObjectSize, "largest request object forwarded, in bytes")
 	wait := fs.Duration("wait", 5*time.Second, "how long a connection waits for a mailbox held by another")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	devsimCA := fs.String("devsim-ca-out", "", "with --device devsim: write the emulated VF's root certificate here (DER, or PEM if FILE ends in .pem)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -51,6 +53,8 @@ func run(args []string, stderr io.Writer) int {
 		return cli.Fail(stderr, prog, fmt.Errorf("--max-object must be between %d and %d", doe.HeaderSize, doe.MaxObjectSize))
 	case *wait <= 0:
 		return cli.Fail(stderr, prog, errors.New("--wait must be positive"))
+	case *devsimCA != "" && *device != "devsim":
+		return cli.Fail(stderr, prog, errors.New("--devsim-ca-out goes with --device devsim"))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(strings.ToUpper(*logLevel))); err != nil {
@@ -60,7 +64,7 @@ func run(args []string, stderr io.Writer) int {
 
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	backend, closeBackend, err := openBackend(ctx, *device, *sysfsRoot)
+	backend, closeBackend, err := openBackend(ctx, *device, *sysfsRoot, *devsimCA)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
@@ -87,14 +91,27 @@ func run(args []string, stderr io.Writer) int {
 }
 
 // openBackend turns --device into the Mailbox the shim mediates.
-func openBackend(ctx context.Context, device, sysfsRoot string) (doe.Mailbox, func(), error) {
+func openBackend(ctx context.Context, device, sysfsRoot, devsimCA string) (doe.Mailbox, func(), error) {
 	kind, arg, _ := strings.Cut(device, ":")
 	switch kind {
 	case "devsim":
 		if arg != "" {
 			return nil, nil, fmt.Errorf("--device devsim takes no argument, got %q", device)
 		}
-		return devsim.NewVF().Driver(), func() {}, nil
+		vf, rootDER, _, err := devsim.NewDefaultSPDMVF()
+		if err != nil {
+			return nil, nil, fmt.Errorf("--device devsim: %w", err)
+		}
+		if devsimCA != "" {
+			out := rootDER
+			if strings.HasSuffix(strings.ToLower(devsimCA), ".pem") {
+				out = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER})
+			}
+			if err := os.WriteFile(devsimCA, out, 0o644); err != nil {
+				return nil, nil, fmt.Errorf("--devsim-ca-out: %w", err)
+			}
+		}
+		return vf.Driver(), func() {}, nil
 	case "socket":
 		if _, _, err := doe.ParseAddr(arg); err != nil {
 			return nil, nil, fmt.Errorf("--device %s: %w", device, err)

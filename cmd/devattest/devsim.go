@@ -1,46 +1,84 @@
 package main
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/secchan"
 )
 
 func runDevsim(args []string, stdout, stderr io.Writer) int {
-	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D]")
+	const prog = "devattest devsim"
+	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM]")
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:2323", "address to serve on: HOST:PORT or unix:PATH")
 	delay := fs.Duration("delay", 0, "hold each DOE response back this long (a slow device)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	caOut := fs.String("ca-out", "", "write the identity's root certificate here (DER, or PEM if FILE ends in .pem): the trust anchor for a requester")
+	chainFile := fs.String("cert-chain", "", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der)")
+	keyFile := fs.String("key", "", "the leaf's private key for --cert-chain, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	if fs.NArg() != 0 {
-		return cli.Fail(stderr, "devattest devsim", errors.New("unexpected arguments after the flags"))
-	}
-	if *delay < 0 || *delay > 10*time.Second {
-		return cli.Fail(stderr, "devattest devsim", errors.New("--delay must be between 0 and 10s"))
+	switch {
+	case fs.NArg() != 0:
+		return cli.Fail(stderr, prog, errors.New("unexpected arguments after the flags"))
+	case *delay < 0 || *delay > 10*time.Second:
+		return cli.Fail(stderr, prog, errors.New("--delay must be between 0 and 10s"))
+	case (*chainFile == "") != (*keyFile == ""):
+		return cli.Fail(stderr, prog, errors.New("--cert-chain and --key go together"))
 	}
 	log, err := cli.Logger(stderr, *logLevel)
 	if err != nil {
-		return cli.Fail(stderr, "devattest devsim", err)
+		return cli.Fail(stderr, prog, err)
 	}
+
+	var rootDER []byte
+	var ids []secchan.Identity
+	source := "generated"
+	if *chainFile != "" {
+		rootDER, ids, err = loadIdentity(*chainFile, *keyFile)
+		source = *chainFile
+	} else {
+		rootDER, ids, err = devsim.NewIdentity()
+	}
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	if *caOut != "" {
+		if err := writeCA(*caOut, rootDER); err != nil {
+			return cli.Fail(stderr, prog, err)
+		}
+	}
+	vf, _, err := devsim.NewSPDMVF(ids, devsim.NewMeasurements())
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	vf.SetFaults(devsim.Faults{Delay: *delay})
+	rootFP := sha256.Sum256(rootDER)
+	log.Info("devsim identity", "source", source, "root_sha256", hex.EncodeToString(rootFP[:]),
+		"leaves", leafSummary(ids), "ca_out", *caOut)
+
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-
-	vf := devsim.NewVF()
-	vf.SetFaults(devsim.Faults{Delay: *delay})
 	ln, err := doe.Listen(ctx, *listen)
 	if err != nil {
-		return cli.Fail(stderr, "devattest devsim", err)
+		return cli.Fail(stderr, prog, err)
 	}
 	srv := &doe.Server{Mailbox: vf.Driver(), Logger: log}
 	log.Info("devsim serving an emulated VF", "listen", ln.Addr().String(), "protocols", len(vf.Protocols()))
@@ -49,8 +87,49 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 		srv.Close()
 	}()
 	if err := srv.Serve(ln); err != nil {
-		return cli.Fail(stderr, "devattest devsim", err)
+		return cli.Fail(stderr, prog, err)
 	}
 	log.Info("devsim stopped")
 	return 0
+}
+
+func loadIdentity(chainFile, keyFile string) ([]byte, []secchan.Identity, error) {
+	chain, err := os.ReadFile(chainFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, id, err := devsim.LoadIdentity(chain, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--cert-chain %s --key %s: %w", chainFile, keyFile, err)
+	}
+	return root, []secchan.Identity{id}, nil
+}
+
+// writeCA writes the root certificate as DER, or PEM for a .pem file.
+func writeCA(path string, der []byte) error {
+	out := der
+	if strings.HasSuffix(strings.ToLower(path), ".pem") {
+		out = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		return fmt.Errorf("--ca-out: %w", err)
+	}
+	return nil
+}
+
+// leafSummary names each leaf's key algorithm and subject, for the log.
+func leafSummary(ids []secchan.Identity) string {
+	var parts []string
+	for _, id := range ids {
+		c, err := x509.ParseCertificate(id.Chain[len(id.Chain)-1])
+		if err != nil {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %q", secchan.AsymName(secchan.AsymFor(c.PublicKey)), c.Subject.String()))
+	}
+	return strings.Join(parts, "; ")
 }

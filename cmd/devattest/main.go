@@ -12,7 +12,7 @@ import (
 const usage = `usage: devattest <command> [flags]
 
 commands:
-  devsim   serve an emulated VF with a DOE mailbox over the socket framing
+  devsim   serve an emulated VF (DOE mailbox, SPDM responder) over the socket framing
   probe    talk to a DOE mailbox (devsim, the shim, libspdm's spdm_responder_emu)
 
 Run "devattest <command> -h" for a command's flags.

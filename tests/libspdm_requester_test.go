@@ -1,0 +1,120 @@
+package tests
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devattest/devattest/devsim"
+	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/hostshim"
+	"github.com/devattest/devattest/secchan"
+)
+
+// devsimWithLibspdmIdentity serves devsim on a loopback TCP port with
+// libspdm's sample identity from dir (ecp256, ecp384), so that libspdm's
+// requester trusts it.
+func devsimWithLibspdmIdentity(t *testing.T, bin, dir string) (string, *devsim.Function) {
+	t.Helper()
+	chain, err := os.ReadFile(filepath.Join(bin, dir, "bundle_responder.certchain.der"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(bin, dir, "end_responder.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, id, err := devsim.LoadIdentity(chain, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vf, _, err := devsim.NewSPDMVF([]secchan.Identity{id}, devsim.NewMeasurements())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	serve(t, &doe.Server{Mailbox: vf.Driver()}, addr)
+	return addr, vf
+}
+
+// runRequesterEmu runs libspdm's spdm_requester_emu against addr with the
+// flows that need no session, and returns its output.
+func runRequesterEmu(t *testing.T, bin, addr string, args ...string) string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	all := append([]string{"--trans", "PCI_DOE", "--ip", host, "--port", port, "--exe_conn", "DIGEST,CERT,CHAL,MEAS", "--exe_session", "KEY_EX"}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "spdm_requester_emu"), all...)
+	cmd.Dir = bin
+	cmd.Env = os.Environ()
+	if pre := os.Getenv("LIBSPDM_NODELAY_PRELOAD"); pre != "" && fileExists(pre) {
+		cmd.Env = append(cmd.Env, "LD_PRELOAD="+pre)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("spdm_requester_emu %v: %v\n%s", all, err, tail(string(out), 40))
+	}
+	return string(out)
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// wantPasses checks that libspdm's requester verified what it must have.
+func wantPasses(t *testing.T, out string) {
+	t.Helper()
+	for _, s := range []string{"verify_peer_cert_chain_buffer - PASS", "verify_challenge_signature - PASS", "verify_measurement_signature - PASS"} {
+		if !strings.Contains(out, s) {
+			t.Fatalf("spdm_requester_emu did not report %q\n%s", s, tail(out, 40))
+		}
+	}
+	if strings.Contains(out, "- FAIL") {
+		t.Fatalf("spdm_requester_emu reported a failure\n%s", tail(out, 40))
+	}
+}
+
+// TestLibspdmRequesterAgainstDevsim runs libspdm's requester against
+// devsim (DIGEST, CERT, CHAL, MEAS) for every version and both key types.
+func TestLibspdmRequesterAgainstDevsim(t *testing.T) {
+	bin := libspdmBin(t)
+	for _, alg := range []struct{ dir, asym, hash string }{
+		{"ecp256", "ECDSA_P256", "SHA_256"},
+		{"ecp384", "ECDSA_P384", "SHA_384"},
+	} {
+		for _, v := range []string{"1.0", "1.1", "1.2", "1.3"} {
+			t.Run(v+"/"+alg.asym, func(t *testing.T) {
+				addr, vf := devsimWithLibspdmIdentity(t, bin, alg.dir)
+				out := runRequesterEmu(t, bin, addr, "--ver", v, "--asym", alg.asym, "--hash", alg.hash)
+				wantPasses(t, out)
+				if vf.Stats().Requests == 0 {
+					t.Fatal("devsim saw no request")
+				}
+			})
+		}
+	}
+}
+
+// TestLibspdmRequesterThroughShim runs libspdm's requester through the
+// host shim to devsim.
+func TestLibspdmRequesterThroughShim(t *testing.T) {
+	bin := libspdmBin(t)
+	devAddr, _ := devsimWithLibspdmIdentity(t, bin, "ecp384")
+	backend := &hostshim.SocketBackend{Addr: devAddr}
+	t.Cleanup(func() { backend.Close() })
+	med := hostshim.NewMediator(backend, hostshim.Options{VF: "devsim"})
+	shimAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	serve(t, &doe.Server{Connect: med.Connect}, shimAddr)
+	wantPasses(t, runRequesterEmu(t, bin, shimAddr))
+}
