@@ -117,13 +117,23 @@ const (
 	CapPubKeyID         uint32 = 1 << 16
 	CapChunk            uint32 = 1 << 17 // 1.2
 	CapAliasCert        uint32 = 1 << 18 // 1.2, responder
+	CapSetCert          uint32 = 1 << 19 // 1.2, responder
+	CapCSR              uint32 = 1 << 20 // 1.2, responder
+	CapCertInstallRst   uint32 = 1 << 21 // 1.2, responder
+	CapEPInfoNoSig      uint32 = 1 << 22 // 1.3
+	CapEPInfoSig        uint32 = 1 << 23 // 1.3
+	CapMEL              uint32 = 1 << 24 // 1.3, responder
+	CapEvent            uint32 = 1 << 25 // 1.3
 	CapMultiKeyOnly     uint32 = 1 << 26 // 1.3
 	CapMultiKeyNeg      uint32 = 1 << 27 // 1.3
+	CapGetKeyPairInfo   uint32 = 1 << 28 // 1.3, responder
+	CapSetKeyPairInfo   uint32 = 1 << 29 // 1.3, responder
 	CapLargeResp        uint32 = 1 << 31 // 1.4; reserved before
 	capMeasMask                = CapMeasNoSig | CapMeasSig
 	capMultiKeyMask            = CapMultiKeyOnly | CapMultiKeyNeg
 	capPSKResponderMask        = CapPSK | CapPSKWithContext
-	capReservedFrom13   uint32 = 1<<19 | 1<<20 | 1<<21 | 1<<22 | 1<<23 | 1<<24 | 1<<25 | 1<<28 | 1<<29 | 1<<30 | 1<<31
+	// capDefinedThrough13 is every flag DSP0274 1.3 defines.
+	capDefinedThrough13 uint32 = 1<<30 - 1
 )
 
 var capNames = []struct {
@@ -135,7 +145,10 @@ var capNames = []struct {
 	{CapMutAuth, "MUT_AUTH"}, {CapKeyEx, "KEY_EX"}, {CapPSK, "PSK"}, {CapPSKWithContext, "PSK_WITH_CONTEXT"},
 	{CapEncap, "ENCAP"}, {CapHbeat, "HBEAT"}, {CapKeyUpd, "KEY_UPD"}, {CapHandshakeInClr, "HANDSHAKE_IN_THE_CLEAR"},
 	{CapPubKeyID, "PUB_KEY_ID"}, {CapChunk, "CHUNK"}, {CapAliasCert, "ALIAS_CERT"},
+	{CapSetCert, "SET_CERT"}, {CapCSR, "CSR"}, {CapCertInstallRst, "CERT_INSTALL_RESET"},
+	{CapEPInfoNoSig, "EP_INFO_NO_SIG"}, {CapEPInfoSig, "EP_INFO_SIG"}, {CapMEL, "MEL"}, {CapEvent, "EVENT"},
 	{CapMultiKeyOnly, "MULTI_KEY_ONLY"}, {CapMultiKeyNeg, "MULTI_KEY_NEG"},
+	{CapGetKeyPairInfo, "GET_KEY_PAIR_INFO"}, {CapSetKeyPairInfo, "SET_KEY_PAIR_INFO"}, {CapLargeResp, "LARGE_RESP"},
 }
 
 // CapabilityNames lists the names of the flags set in f, for people.

@@ -22,9 +22,10 @@ func (m *ErrorResponse) Marshal() []byte {
 // MaxErrorExtSize bounds ExtendedErrorData (32 bytes in DSP0274).
 const MaxErrorExtSize = 32
 
-// Decode parses ERROR. ERROR has no length field: everything after the
-// header is extended data, except that ResponseNotReady has exactly four
-// bytes of it, so DOE padding after it is not mistaken for data.
+// Decode parses ERROR. ResponseNotReady carries four bytes of extended
+// data, ResponseTooLarge four (the size), LargeResponse one (the chunk
+// handle); VendorDefined carries
+// whatever follows; every other code carries none.
 func (m *ErrorResponse) Decode(b []byte) (int, error) {
 	r := newReader("ERROR", b)
 	h := checkHeader(r, CodeError, 0)
@@ -37,13 +38,19 @@ func (m *ErrorResponse) Decode(b []byte) (int, error) {
 		m.Ext = r.bytes("ExtendedErrorData", 4)
 	case ErrCodeLargeResponse:
 		m.Ext = r.bytes("ExtendedErrorData", 1) // the chunk handle
-	default:
+	case ErrCodeResponseTooLarge:
+		m.Ext = r.bytes("ExtendedErrorData", 4) // the response's size
+	case ErrCodeVendorDefined:
+		// Vendor-defined data has no length of its own: it runs to the end
+		// of the message (DOE padding included, which cannot be told apart).
 		n := len(b) - r.off
 		if n > MaxErrorExtSize {
 			r.fail("ExtendedErrorData", "%d bytes exceeds %d", n, MaxErrorExtSize)
 		}
 		m.Ext = r.bytes("ExtendedErrorData", n)
 	}
+	// Every other code carries no extended data; what follows is padding,
+	// which decodeExact checks.
 	return r.done()
 }
 

@@ -55,7 +55,7 @@ func rspCapsMask(v Version) uint32 {
 	case v == V12:
 		return 1<<19 - 1
 	}
-	return ^capReservedFrom13
+	return capDefinedThrough13
 }
 
 func (r *Responder) offers(v Version) bool {
