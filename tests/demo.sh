@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: an emulated VF (devsim), the host shim in front of it, and a
-# discovery probe through the shim, all on unix sockets under out/demo.
+# The demo: an emulated VF (devsim), the host shim in front of it, and
+# probes through the shim (DOE discovery, then SPDM authentication and
+# signed measurements), all on unix sockets under out/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,8 @@ wait_for() { # wait_for SOCKET: up to 10 s for a listener to appear
   return 1
 }
 
-bin/devattest devsim --listen "unix:$out/devsim.sock" 2>"$out/devsim.log" &
+rm -f "$out/devsim-root.pem"
+bin/devattest devsim --listen "unix:$out/devsim.sock" --ca-out "$out/devsim-root.pem" 2>"$out/devsim.log" &
 pids+=($!)
 wait_for "$out/devsim.sock"
 
@@ -31,8 +33,13 @@ wait_for "$out/shim.sock"
 echo "== DOE discovery through the shim (devsim behind it)"
 bin/devattest probe --connect "unix:$out/shim.sock" --discovery
 echo
-echo "== the same, as JSON for scripts"
-bin/devattest probe --connect "unix:$out/shim.sock" --discovery --json | tee "$out/discovery.json"
+bin/devattest probe --connect "unix:$out/shim.sock" --discovery --json > "$out/discovery.json"
+echo "   (as JSON in $out/discovery.json)"
+echo
+echo "== SPDM through the shim: authenticate the device against its root, read signed measurements"
+bin/devattest probe --connect "unix:$out/shim.sock" --trust-anchor "$out/devsim-root.pem"
+bin/devattest probe --connect "unix:$out/shim.sock" --trust-anchor "$out/devsim-root.pem" --json > "$out/spdm.json"
+echo "   (as JSON in $out/spdm.json)"
 echo
 echo "== the shim refuses a DOE type it does not forward (CXL CDAT):"
 if bin/devattest probe --connect "unix:$out/shim.sock" --raw 981e02000300000000000000 2>&1; then
