@@ -304,7 +304,8 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 	devSock := filepath.Join(dir, "dev.sock")
 	shimSock := filepath.Join(dir, "shim.sock")
 
-	dev := startProc(t, "devattest devsim", exec.Command(devattest, "devsim", "--listen", "unix:"+devSock))
+	rootPEM := filepath.Join(dir, "root.pem")
+	dev := startProc(t, "devattest devsim", exec.Command(devattest, "devsim", "--listen", "unix:"+devSock, "--ca-out", rootPEM))
 	waitSocket(t, devSock, dev)
 	shim := startProc(t, "devattest-shim", exec.Command(filepath.Join(bin, "devattest-shim"),
 		"--listen", "unix:"+shimSock, "--device", "socket:unix:"+devSock))
@@ -341,6 +342,44 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 			t.Errorf("protocol %d: name = %s, want %q", i, got["name"], p.Name())
 		}
 	}
+
+	// SPDM authentication through the shim, as JSON, against the root
+	// devsim wrote out.
+	stdout, stderr, code = run(t, devattest, "probe", "--connect", "unix:"+shimSock, "--trust-anchor", rootPEM, "--version", "1.2", "--json")
+	if code != 0 {
+		t.Fatalf("probe --trust-anchor exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	var auth struct {
+		Version    string `json:"version"`
+		Algorithms struct {
+			Hash, Asym string
+		} `json:"algorithms"`
+		Certificates []string `json:"certificates"`
+		Measurements []struct {
+			Index  int    `json:"index"`
+			Type   string `json:"type"`
+			Digest string `json:"digest"`
+		} `json:"measurements"`
+		Verified bool    `json:"verified"`
+		Error    *string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &auth); err != nil {
+		t.Fatalf("probe --trust-anchor output is not the documented JSON: %v\n%s", err, stdout)
+	}
+	if auth.Version != "1.2" || !auth.Verified || auth.Error != nil || len(auth.Certificates) != 3 || len(auth.Measurements) != 5 ||
+		auth.Algorithms.Hash == "" || auth.Algorithms.Asym == "" || len(auth.Measurements[0].Digest) != 96 {
+		t.Fatalf("probe --trust-anchor reported\n%s", stdout)
+	}
+
+	// Against another root the chain is refused: exit 1, verified false.
+	otherRoot := filepath.Join(dir, "other.der")
+	other := startProc(t, "second devsim", exec.Command(devattest, "devsim", "--listen", "unix:"+filepath.Join(dir, "other.sock"), "--ca-out", otherRoot))
+	waitSocket(t, filepath.Join(dir, "other.sock"), other)
+	stdout, _, code = run(t, devattest, "probe", "--connect", "unix:"+shimSock, "--trust-anchor", otherRoot, "--json")
+	if code != 1 || !strings.Contains(stdout, `"verified": false`) || !strings.Contains(stdout, "certificate chain rejected") {
+		t.Fatalf("probe with the wrong anchor exited %d:\n%s", code, stdout)
+	}
+	other.terminate(t)
 
 	// The guest's own tool walks discovery through the shim too.
 	stdout, stderr, code = run(t, filepath.Join(bin, "devattest-guest"), "discover", "--shim", "unix:"+shimSock)
