@@ -62,7 +62,7 @@ type RequesterConfig struct {
 func DefaultRequesterConfig() RequesterConfig {
 	return RequesterConfig{
 		Versions:         []Version{V10, V11, V12, V13},
-		Caps:             CapCert | CapChal | CapEncrypt | CapMAC | CapKeyEx | CapHbeat | CapKeyUpd | CapChunk,
+		Caps:             CapCert | CapChal | CapEncrypt | CapMAC | CapKeyEx | CapPSK | CapHbeat | CapKeyUpd | CapChunk,
 		CTExponent:       20,
 		DataTransferSize: 4096,
 		MaxSPDMmsgSize:   1 << 20,
@@ -111,6 +111,11 @@ type Requester struct {
 	digests  *Digests
 	chains   map[uint8]*CertChain
 	multiKey bool
+	// firstDigests is the first DIGESTS after VCA: on a multi-key
+	// connection it is part of every session's transcript.
+	firstDigests []byte
+	reqSessionID uint16
+	liveReqIDs   map[uint16]bool
 }
 
 // NewRequester returns a requester over t.
@@ -125,7 +130,7 @@ func NewRequester(t Transport, cfg RequesterConfig) *Requester {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Requester{cfg: cfg, t: t, log: log, chains: make(map[uint8]*CertChain)}
+	return &Requester{cfg: cfg, t: t, log: log, chains: make(map[uint8]*CertChain), liveReqIDs: make(map[uint16]bool)}
 }
 
 // Negotiated returns what VCA settled (valid after NegotiateAlgorithms).

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
+	"slices"
 )
 
 // GetDigests reads the digest of every provisioned slot's chain.
@@ -38,6 +39,9 @@ func (q *Requester) GetDigests(ctx context.Context) (*Digests, error) {
 	q.b = append(append([]byte(nil), req...), msg...)
 	q.l = nil
 	q.digests = &m
+	if q.firstDigests == nil {
+		q.firstDigests = slices.Clone(msg)
+	}
 	q.log.Debug("spdm step", "step", step, "slots", fmt.Sprintf("0x%02x", m.SlotMask))
 	return &m, nil
 }
@@ -226,6 +230,21 @@ type MeasurementOptions struct {
 // over L1/L2 with the slot's leaf key; unsigned responses are kept in L1/L2
 // until the next signed one, as DSP0274 §10.11 requires.
 func (q *Requester) GetMeasurements(ctx context.Context, o MeasurementOptions) (*MeasurementsResult, error) {
+	res, err := q.measure(ctx, o, q.exchange, &q.l)
+	if err == nil {
+		// Measurements before a completed CHALLENGE end its M1/M2
+		// (DSP0274 §10.9: a skipped CHALLENGE completion).
+		q.b = nil
+	}
+	return res, err
+}
+
+// exchanger sends one request and returns its response: q.exchange
+// outside a session, a SecureSession's exchange inside one.
+type exchanger func(ctx context.Context, req []byte, crypto bool) ([]byte, error)
+
+// measure runs one GET_MEASUREMENTS through exch, keeping L1/L2 in l.
+func (q *Requester) measure(ctx context.Context, o MeasurementOptions, exch exchanger, l *[]byte) (*MeasurementsResult, error) {
 	step := fmt.Sprintf("GET_MEASUREMENTS op 0x%02x", o.Operation)
 	if err := q.needVCA(step); err != nil {
 		return nil, err
@@ -253,7 +272,7 @@ func (q *Requester) GetMeasurements(ctx context.Context, o MeasurementOptions) (
 		g.Nonce, g.Slot = nonce, o.Slot
 	}
 	req := g.Marshal()
-	resp, err := q.exchange(ctx, req, o.Signed)
+	resp, err := exch(ctx, req, o.Signed)
 	if err != nil {
 		return nil, &StepError{Step: step, Err: err}
 	}
@@ -270,26 +289,23 @@ func (q *Requester) GetMeasurements(ctx context.Context, o MeasurementOptions) (
 	if err := q.checkMeasurements(&g, &m, res); err != nil {
 		return nil, &StepError{Step: step, Err: err}
 	}
-	// Measurements before a completed CHALLENGE end its M1/M2 (DSP0274
-	// §10.9: a skipped CHALLENGE completion).
-	q.b = nil
 	pair := append(append([]byte(nil), req...), msg[:len(msg)-len(m.Signature)]...)
 	if !o.Signed {
-		q.l = append(q.l, pair...)
+		*l = append(*l, pair...)
 		return res, nil
 	}
-	var l []byte
+	var t []byte
 	if q.neg.Version >= V12 {
-		l = append(l, q.vca...)
+		t = append(t, q.vca...)
 	}
-	l = append(append(l, q.l...), pair...)
+	t = append(append(t, *l...), pair...)
 	th := q.neg.Hash.New()
-	th.Write(l)
+	th.Write(t)
 	if err := VerifySignature(q.neg.Version, q.neg.BaseAsym, q.neg.Hash, chain.Leaf().PublicKey, ContextMeasurements, th.Sum(nil), m.Signature); err != nil {
 		return nil, &StepError{Step: step, Err: err}
 	}
-	q.l = nil
-	res.Transcript = l
+	*l = nil
+	res.Transcript = t
 	q.log.Debug("spdm step", "step", step, "blocks", len(res.Blocks), "verified", true)
 	return res, nil
 }

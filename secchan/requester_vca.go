@@ -47,7 +47,7 @@ func (q *Requester) GetVersion(ctx context.Context) error {
 	}
 	q.neg = Negotiated{Version: v}
 	q.vca = append(append(q.vca[:0], req...), msg...)
-	q.b, q.l, q.haveVCA, q.digests = nil, nil, false, nil
+	q.b, q.l, q.haveVCA, q.digests, q.firstDigests = nil, nil, false, nil, nil
 	clear(q.chains)
 	q.log.Debug("spdm step", "step", step, "version", v.String())
 	return nil

@@ -73,3 +73,21 @@ func checkPadding(msg string, b []byte, n int) error {
 	}
 	return nil
 }
+
+// SecuredTransport carries DSP0277 secured records; a Transport that can
+// carry sessions implements it too.
+type SecuredTransport interface {
+	ExchangeSecured(ctx context.Context, rec []byte) ([]byte, error)
+}
+
+// ExchangeSecured sends a secured record as a Secured CMA/SPDM DOE object.
+func (t *DOETransport) ExchangeSecured(ctx context.Context, rec []byte) ([]byte, error) {
+	resp, err := t.Mailbox.Exchange(ctx, doe.NewObject(doe.ProtocolSecuredCMA, rec))
+	if err != nil {
+		return nil, err
+	}
+	if resp.Protocol() != doe.ProtocolSecuredCMA {
+		return nil, fmt.Errorf("%w: response is %v, want Secured CMA/SPDM", ErrUnexpectedResponse, resp.Protocol())
+	}
+	return resp.Payload, nil
+}

@@ -28,6 +28,9 @@ type probeFlags struct {
 	hash         string
 	asym         string
 	slot         uint8
+	session      bool
+	psk          []byte
+	pskHint      string
 }
 
 // protocolJSON is one entry of the --json protocol list.
@@ -57,6 +60,10 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&pf.hash, "hash", "", "base hash algorithms to offer, e.g. SHA_256,SHA_384 (default: SHA-256/384/512)")
 	fs.StringVar(&pf.asym, "asym", "", "signature algorithms to offer, e.g. ECDSA_P256,ECDSA_P384 (default: all supported)")
 	slot := fs.Uint("slot", 0, "certificate slot to authenticate with (0-7)")
+	fs.BoolVar(&pf.session, "session", false, "after authentication, open a secure session: heartbeat, key updates, measurements inside, END_SESSION")
+	pskHex := fs.String("psk", "", "open the session with this pre-shared key (hex) instead of KEY_EXCHANGE")
+	fs.StringVar(&pf.pskHint, "psk-hint", "", "PSK hint sent with --psk (libspdm's sample: TestPskHint; a trailing NUL is added with --psk-hint-nul)")
+	hintNUL := fs.Bool("psk-hint-nul", false, "append a NUL byte to --psk-hint, as libspdm's sample hint has")
 	fs.StringVar(&pf.end, "end", "shutdown", "how to end the connection: shutdown (SHUTDOWN; libspdm's spdm_responder_emu then exits) or continue (CONTINUE; it keeps serving)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -82,6 +89,22 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), pf.timeout)
 	defer cancel()
 	pf.slot = uint8(*slot)
+	if *pskHex != "" {
+		k, err := hex.DecodeString(*pskHex)
+		if err != nil || len(k) == 0 {
+			return cli.Fail(stderr, prog, fmt.Errorf("--psk: want hex bytes: %v", err))
+		}
+		pf.psk = k
+	}
+	if *hintNUL {
+		pf.pskHint += "\x00"
+	}
+	if (pf.psk != nil || pf.pskHint != "") && !pf.session {
+		return cli.Fail(stderr, prog, errors.New("--psk and --psk-hint go with --session"))
+	}
+	if pf.session && pf.trustAnchor == "" {
+		return cli.Fail(stderr, prog, errors.New("--session needs --trust-anchor (the session follows authentication)"))
+	}
 	switch {
 	case pf.raw != "":
 		return probeRaw(ctx, pf, stdout, stderr)

@@ -25,7 +25,23 @@ type spdmReport struct {
 	Challenge    bool            `json:"challenge"`
 	Measurements []measurementJS `json:"measurements"`
 	Verified     bool            `json:"verified"`
+	Session      *sessionJSON    `json:"session,omitempty"`
 	Error        *string         `json:"error"`
+}
+
+type sessionJSON struct {
+	ID    string     `json:"id"`
+	AEAD  string     `json:"aead"`
+	DHE   string     `json:"dhe,omitempty"`
+	PSK   bool       `json:"psk"`
+	Steps []stepJSON `json:"steps"`
+	OK    bool       `json:"ok"`
+}
+
+type stepJSON struct {
+	Name  string `json:"name"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
 }
 
 type algorithmsJSON struct {
@@ -208,6 +224,66 @@ func authenticate(ctx context.Context, pf probeFlags, cfg secchan.RequesterConfi
 		return errors.New("the device signed nothing (no CHAL_CAP, no signed measurements): its identity is unproven")
 	}
 	rep.Verified = true
+	if pf.session {
+		return runSession(ctx, pf, q, rep)
+	}
+	return nil
+}
+
+// runSession opens a secure session and exercises it: heartbeat, key
+// updates in both directions, signed measurements inside, END_SESSION.
+// Every step is recorded; the first failure stops the run.
+func runSession(ctx context.Context, pf probeFlags, q *secchan.Requester, rep *spdmReport) error {
+	neg := q.Negotiated()
+	sj := &sessionJSON{AEAD: secchan.AEADName(neg.AEAD), PSK: pf.psk != nil, Steps: []stepJSON{}}
+	if pf.psk == nil {
+		sj.DHE = secchan.DHEName(neg.DHE)
+	}
+	rep.Session = sj
+	step := func(name string, err error) error {
+		s := stepJSON{Name: name, OK: err == nil}
+		if err != nil {
+			s.Error = err.Error()
+		}
+		sj.Steps = append(sj.Steps, s)
+		return err
+	}
+	var ss *secchan.SecureSession
+	var err error
+	opts := secchan.SessionOptions{Slot: pf.slot, PSK: pf.psk, PSKHint: []byte(pf.pskHint)}
+	if pf.psk != nil {
+		ss, err = q.PSKExchange(ctx, opts)
+		err = step("PSK_EXCHANGE+PSK_FINISH", err)
+	} else {
+		ss, err = q.KeyExchange(ctx, opts)
+		err = step("KEY_EXCHANGE+FINISH", err)
+	}
+	if err != nil {
+		return err
+	}
+	sj.ID = fmt.Sprintf("0x%08x", ss.ID())
+	if err := step("HEARTBEAT", ss.Heartbeat(ctx)); err != nil {
+		return err
+	}
+	if err := step("KEY_UPDATE UpdateKey", ss.KeyUpdate(ctx, false)); err != nil {
+		return err
+	}
+	if err := step("KEY_UPDATE UpdateAllKeys", ss.KeyUpdate(ctx, true)); err != nil {
+		return err
+	}
+	if neg.RspCaps&secchan.CapMeasSig != 0 {
+		res, err := ss.GetMeasurements(ctx, secchan.MeasurementOptions{Operation: secchan.MeasOpAll, Signed: true, Slot: pf.slot})
+		if err == nil && len(res.Blocks) == 0 {
+			err = errors.New("no measurement blocks")
+		}
+		if err := step("GET_MEASUREMENTS in session", err); err != nil {
+			return err
+		}
+	}
+	if err := step("END_SESSION", ss.End(ctx)); err != nil {
+		return err
+	}
+	sj.OK = true
 	return nil
 }
 
@@ -228,6 +304,20 @@ func printSPDM(w io.Writer, addr string, rep *spdmReport) {
 	}
 	if rep.Challenge {
 		fmt.Fprintln(w, "  challenge     CHALLENGE_AUTH signature verified")
+	}
+	if s := rep.Session; s != nil {
+		kind := "DHE " + s.DHE
+		if s.PSK {
+			kind = "PSK"
+		}
+		fmt.Fprintf(w, "  session       %s, %s, AEAD %s\n", s.ID, kind, s.AEAD)
+		for _, st := range s.Steps {
+			res := "ok"
+			if !st.OK {
+				res = "FAILED: " + st.Error
+			}
+			fmt.Fprintf(w, "    %-26s %s\n", st.Name, res)
+		}
 	}
 	for _, m := range rep.Measurements {
 		raw := ""
