@@ -85,21 +85,24 @@ func (rc *recordCipher) nonce() []byte {
 	return n[:]
 }
 
-// seal encrypts msg as one secured record of session id.
+// seal encrypts msg as one secured record of session id. The plaintext is
+// laid out in the record buffer and encrypted in place, so a message is
+// copied once.
 func (rc *recordCipher) seal(id uint32, msg []byte) ([]byte, error) {
 	if rc.seq >= rc.limit {
 		return nil, ErrSequenceExhausted
 	}
-	plain := binary.LittleEndian.AppendUint16(make([]byte, 0, 2+len(msg)), uint16(len(msg)))
-	plain = append(plain, msg...)
-	n := len(plain) + TagSize
 	if len(msg) > 0xFFFF-2-TagSize {
 		return nil, fmt.Errorf("secchan: message of %d bytes is too large for one secured record", len(msg))
 	}
-	rec := binary.LittleEndian.AppendUint32(make([]byte, 0, securedHeaderSize+n), id)
-	rec = binary.LittleEndian.AppendUint16(rec, uint16(n))
-	rec = rc.aead.Seal(rec, rc.nonce(), plain, rec[:securedHeaderSize])
-	zero(plain)
+	n := 2 + len(msg) + TagSize
+	rec := make([]byte, securedHeaderSize+n)
+	binary.LittleEndian.PutUint32(rec, id)
+	binary.LittleEndian.PutUint16(rec[4:], uint16(n))
+	binary.LittleEndian.PutUint16(rec[securedHeaderSize:], uint16(len(msg)))
+	copy(rec[securedHeaderSize+2:], msg)
+	plain := rec[securedHeaderSize : securedHeaderSize+2+len(msg)]
+	rc.aead.Seal(plain[:0], rc.nonce(), plain, rec[:securedHeaderSize])
 	rc.seq++
 	return rec, nil
 }
@@ -145,7 +148,7 @@ func ParseSecuredRecord(b []byte) (SecuredRecord, []byte, error) {
 	if r.err == nil && int(h.Length) < 2+TagSize {
 		r.fail("Length", "%d is shorter than the application-data length and tag", h.Length)
 	}
-	r.bytes("EncryptedData", int(h.Length))
+	r.skip("EncryptedData", int(h.Length))
 	n, err := r.done()
 	if err != nil {
 		return h, nil, err

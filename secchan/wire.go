@@ -78,6 +78,13 @@ func (r *reader) bytes(field string, n int) []byte {
 	return v
 }
 
+// skip consumes n bytes without copying them.
+func (r *reader) skip(field string, n int) {
+	if r.need(field, n) {
+		r.off += n
+	}
+}
+
 // zero consumes n reserved bytes, which must be zero.
 func (r *reader) zero(field string, n int) {
 	if !r.need(field, n) {
