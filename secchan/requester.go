@@ -47,6 +47,12 @@ type RequesterConfig struct {
 	KeySchedule uint16
 	// Validator decides whether a certificate chain is trusted.
 	Validator ChainValidator
+	// MutualAuth is the requester's own identity, for responders that ask
+	// for mutual authentication in KEY_EXCHANGE_RSP (without encapsulated
+	// requests: the responder must already hold this chain). With it, the
+	// requester advertises MUT_AUTH_CAP and offers the key's algorithm as
+	// ReqBaseAsymAlg.
+	MutualAuth *Identity
 	// Nonce makes the nonce of each CHALLENGE and signed GET_MEASUREMENTS
 	// (crypto/rand when nil). The guest derives it from the workload
 	// owner's nonce so the device's signature is provably fresh.

@@ -15,6 +15,7 @@ package secchan
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/hmac"
 	"crypto/rand"
@@ -136,8 +137,15 @@ func (q *Requester) KeyExchange(ctx context.Context, opts SessionOptions) (*Secu
 	if err != nil {
 		return fail(err)
 	}
-	if m.MutAuthRequested != 0 {
-		return fail(fmt.Errorf("%w: responder asks for mutual authentication (0x%02x), which this requester does not offer", ErrNegotiation, m.MutAuthRequested))
+	var mutual *mutualFinish
+	switch {
+	case m.MutAuthRequested == 0:
+	case m.MutAuthRequested == MutAuthRequested && q.cfg.MutualAuth != nil:
+		if mutual, err = q.mutualFinish(m.ReqSlotID); err != nil {
+			return fail(err)
+		}
+	default:
+		return fail(fmt.Errorf("%w: responder asks for mutual authentication 0x%02x; this requester offers it only without encapsulated requests, and only with an identity", ErrNegotiation, m.MutAuthRequested))
 	}
 	if err := q.checkSecuredVersion(m.Opaque); err != nil {
 		return fail(err)
@@ -167,7 +175,34 @@ func (q *Requester) KeyExchange(ctx context.Context, opts SessionOptions) (*Secu
 	if err != nil {
 		return fail(err)
 	}
-	return q.finishSession(ctx, st, step, ks, hs, th, m.VerifyData, ke.ReqSessionID, m.RspSessionID, m.HeartbeatPeriod, false)
+	return q.finishSession(ctx, st, step, ks, hs, th, m.VerifyData, ke.ReqSessionID, m.RspSessionID, m.HeartbeatPeriod, false, mutual)
+}
+
+// mutualFinish is what a FINISH with the requester's signature needs.
+type mutualFinish struct {
+	slot      uint8
+	chainHash []byte
+	asym      uint32
+	key       crypto.Signer
+}
+
+// mutualFinish prepares session-based mutual authentication: the
+// requester's chain in the SPDM format, hashed into the FINISH transcript.
+func (q *Requester) mutualFinish(slot uint8) (*mutualFinish, error) {
+	id := q.cfg.MutualAuth
+	asym := uint32(q.neg.ReqBaseAsym)
+	if id.Key == nil || len(id.Chain) == 0 || asym == 0 || AsymFor(id.Key.Public()) != asym {
+		return nil, fmt.Errorf("%w: mutual authentication needs a key of the negotiated ReqBaseAsymAlg %s", ErrNegotiation, AsymName(asym))
+	}
+	root := id.Root
+	if root == nil {
+		root = id.Chain[0]
+	}
+	chain, err := BuildCertChain(q.neg.Hash, root, id.Chain...)
+	if err != nil {
+		return nil, err
+	}
+	return &mutualFinish{slot: slot, chainHash: q.hash(chain), asym: asym, key: id.Key}, nil
 }
 
 // PSKExchange opens a session authenticated by a pre-shared key.
@@ -214,7 +249,7 @@ func (q *Requester) PSKExchange(ctx context.Context, opts SessionOptions) (*Secu
 	if err != nil {
 		return fail(err)
 	}
-	return q.finishSession(ctx, st, step, ks, hs, th, m.VerifyData, pe.ReqSessionID, m.RspSessionID, m.HeartbeatPeriod, true)
+	return q.finishSession(ctx, st, step, ks, hs, th, m.VerifyData, pe.ReqSessionID, m.RspSessionID, m.HeartbeatPeriod, true, nil)
 }
 
 func (q *Requester) summarySize(summary uint8) int {
@@ -249,7 +284,7 @@ func (q *Requester) checkSecuredVersion(opaque []byte) error {
 // keys and moves to the data keys with TH2. th holds the transcript up to
 // the response's verify data.
 func (q *Requester) finishSession(ctx context.Context, st SecuredTransport, step string, ks KeySchedule, hs *HandshakeSecret,
-	th, rspVerify []byte, reqID, rspID uint16, heartbeat uint8, psk bool) (*SecureSession, error) {
+	th, rspVerify []byte, reqID, rspID uint16, heartbeat uint8, psk bool, mutual *mutualFinish) (*SecureSession, error) {
 	fail := func(s *Session, err error) (*SecureSession, error) {
 		if s != nil {
 			s.End()
@@ -272,17 +307,27 @@ func (q *Requester) finishSession(ctx context.Context, st SecuredTransport, step
 	ss := &SecureSession{q: q, s: s, st: st, reqID: reqID, HeartbeatPeriod: heartbeat}
 
 	// FINISH / PSK_FINISH: the verify data covers the transcript and the
-	// message's own header.
+	// message up to it. With mutual authentication the requester's chain
+	// hash joins the transcript and FINISH carries its signature first.
 	code, rspCode := CodeFinish, CodeFinishRsp
 	if psk {
 		code, rspCode = CodePSKFinish, CodePSKFinishRsp
 	}
-	header := []byte{uint8(q.neg.Version), code, 0, 0}
-	mac, err := s.VerifyData(true, q.hash(append(slices.Clone(th), header...)))
+	req := []byte{uint8(q.neg.Version), code, 0, 0}
+	if mutual != nil {
+		req[2], req[3] = 1, mutual.slot // SignatureIncluded, ReqSlotID
+		th = append(th, mutual.chainHash...)
+		sig, err := Sign(q.neg.Version, mutual.asym, q.neg.Hash, mutual.key, ContextFinish, q.hash(append(slices.Clone(th), req...)))
+		if err != nil {
+			return fail(s, err)
+		}
+		req = append(req, sig...)
+	}
+	mac, err := s.VerifyData(true, q.hash(append(slices.Clone(th), req...)))
 	if err != nil {
 		return fail(s, err)
 	}
-	req := append(header, mac...)
+	req = append(req, mac...)
 	resp, err := ss.exchange(ctx, req, false)
 	if err != nil {
 		return fail(s, fmt.Errorf("%s: %w", CodeName(code), err))

@@ -87,6 +87,9 @@ func (q *Requester) GetCapabilities(ctx context.Context) error {
 // reqCaps returns the requester flags valid at version v.
 func (q *Requester) reqCaps(v Version) uint32 {
 	f := q.cfg.Caps
+	if q.cfg.MutualAuth != nil {
+		f |= CapMutAuth
+	}
 	if v < V12 {
 		f &^= CapChunk | CapAliasCert
 	}
@@ -115,7 +118,7 @@ func (q *Requester) NegotiateAlgorithms(ctx context.Context) error {
 		n.Structs = []AlgStruct{
 			{Type: AlgTypeDHE, Bits: q.cfg.DHE},
 			{Type: AlgTypeAEAD, Bits: q.cfg.AEAD},
-			{Type: AlgTypeReqBaseAsym, Bits: q.cfg.ReqBaseAsym},
+			{Type: AlgTypeReqBaseAsym, Bits: q.reqBaseAsym()},
 			{Type: AlgTypeKeySchedule, Bits: q.cfg.KeySchedule},
 		}
 	}
@@ -199,4 +202,13 @@ func (q *Requester) checkSelection(n *NegotiateAlgorithms, m *Algorithms) (Negot
 	// MULTI_KEY_CAP is "only", or "negotiate" and we asked for it.
 	q.multiKey = neg.Version >= V13 && (caps&CapMultiKeyOnly != 0 || caps&CapMultiKeyNeg != 0 && n.OtherParamsSupport&0x10 != 0)
 	return neg, nil
+}
+
+// reqBaseAsym is the ReqBaseAsymAlg offered: the mutual-authentication
+// key's algorithm when there is one, else the configured set.
+func (q *Requester) reqBaseAsym() uint16 {
+	if id := q.cfg.MutualAuth; id != nil && id.Key != nil {
+		return uint16(AsymFor(id.Key.Public()))
+	}
+	return q.cfg.ReqBaseAsym
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/secchan"
 )
@@ -110,5 +114,54 @@ func TestLibspdmResponderWrongPSK(t *testing.T) {
 	_, err = q.PSKExchange(ctx, secchan.SessionOptions{PSK: []byte("not the PSK"), PSKHint: libspdmHint})
 	if err == nil {
 		t.Fatal("a session opened with the wrong PSK")
+	}
+}
+
+// TestLibspdmResponderMutualAuth: with mutual authentication requested in
+// KEY_EXCHANGE_RSP (no encapsulated requests), our requester signs FINISH
+// with libspdm's sample requester identity, which the responder holds.
+func TestLibspdmResponderMutualAuth(t *testing.T) {
+	bin := libspdmBin(t)
+	_, addr := startResponderEmu(t, bin, "--mut_auth", "WO_ENCAP", "--basic_mut_auth", "NO", "--req_asym", "ECDSA_P384")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := doe.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	chain, err := os.ReadFile(filepath.Join(bin, "ecp384", "bundle_requester.certchain.der"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(bin, "ecp384", "end_requester.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, id, err := devsim.LoadIdentity(chain, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := secchan.DefaultRequesterConfig()
+	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{libspdmRoot(t, bin, "ecp384")}}
+	cfg.MutualAuth = &id
+	q := authenticate(t, c, cfg)
+	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exerciseSession(t, ctx, ss, false)
+	c.Release() // CONTINUE: the responder serves one client at a time
+
+	// Without an identity the requester refuses the mutual request.
+	c2, err := doe.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	cfg.MutualAuth = nil
+	q2 := authenticate(t, c2, cfg)
+	if _, err := q2.KeyExchange(ctx, secchan.SessionOptions{}); !errors.Is(err, secchan.ErrNegotiation) {
+		t.Fatalf("KEY_EXCHANGE without an identity when mutual auth is requested: %v", err)
 	}
 }

@@ -29,6 +29,7 @@ type probeFlags struct {
 	asym         string
 	slot         uint8
 	session      bool
+	mutualAuth   string
 	psk          []byte
 	pskHint      string
 }
@@ -63,6 +64,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&pf.session, "session", false, "after authentication, open a secure session: heartbeat, key updates, measurements inside, END_SESSION")
 	pskHex := fs.String("psk", "", "open the session with this pre-shared key (hex) instead of KEY_EXCHANGE")
 	fs.StringVar(&pf.pskHint, "psk-hint", "", "PSK hint sent with --psk (libspdm's sample: TestPskHint; a trailing NUL is added with --psk-hint-nul)")
+	fs.StringVar(&pf.mutualAuth, "mutual-auth", "", "CHAIN,KEY: the requester's certificate chain (concatenated DER, root first) and key (PEM), for responders that ask for mutual authentication")
 	hintNUL := fs.Bool("psk-hint-nul", false, "append a NUL byte to --psk-hint, as libspdm's sample hint has")
 	fs.StringVar(&pf.end, "end", "shutdown", "how to end the connection: shutdown (SHUTDOWN; libspdm's spdm_responder_emu then exits) or continue (CONTINUE; it keeps serving)")
 	if err := fs.Parse(args); err != nil {
@@ -101,6 +103,9 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	if (pf.psk != nil || pf.pskHint != "") && !pf.session {
 		return cli.Fail(stderr, prog, errors.New("--psk and --psk-hint go with --session"))
+	}
+	if pf.mutualAuth != "" && !pf.session {
+		return cli.Fail(stderr, prog, errors.New("--mutual-auth goes with --session"))
 	}
 	if pf.session && pf.trustAnchor == "" {
 		return cli.Fail(stderr, prog, errors.New("--session needs --trust-anchor (the session follows authentication)"))

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/secchan"
 )
@@ -116,6 +117,25 @@ func requesterConfig(pf probeFlags) (secchan.RequesterConfig, error) {
 			return cfg, fmt.Errorf("--asym: %w", err)
 		}
 		cfg.BaseAsym = a
+	}
+	if pf.mutualAuth != "" {
+		chainFile, keyFile, ok := strings.Cut(pf.mutualAuth, ",")
+		if !ok {
+			return cfg, errors.New("--mutual-auth: want CHAIN,KEY")
+		}
+		chain, err := os.ReadFile(chainFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--mutual-auth: %w", err)
+		}
+		key, err := os.ReadFile(keyFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--mutual-auth: %w", err)
+		}
+		_, id, err := devsim.LoadIdentity(chain, key)
+		if err != nil {
+			return cfg, fmt.Errorf("--mutual-auth: %w", err)
+		}
+		cfg.MutualAuth = &id
 	}
 	anchors, err := loadAnchors(pf.trustAnchor)
 	if err != nil {
