@@ -98,13 +98,7 @@ func TestLibspdmResponderAuthentication(t *testing.T) {
 		for _, v := range []secchan.Version{secchan.V10, secchan.V11, secchan.V12, secchan.V13} {
 			t.Run(v.String()+"/"+alg.asym, func(t *testing.T) {
 				_, addr := startResponderEmu(t, bin, "--asym", alg.asym, "--hash", alg.hash)
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				c, err := doe.Dial(ctx, addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
+				c := dialT(t, addr)
 				cfg := secchan.DefaultRequesterConfig()
 				cfg.Versions = []secchan.Version{v}
 				cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{libspdmRoot(t, bin, alg.dir)}}
@@ -124,15 +118,8 @@ func TestLibspdmResponderThroughShim(t *testing.T) {
 	bin := libspdmBin(t)
 	_, addr := startResponderEmu(t, bin)
 	shimAddr := startShim(t, t.TempDir(), addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := doe.Dial(ctx, shimAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cfg := secchan.DefaultRequesterConfig()
-	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{libspdmRoot(t, bin, "ecp384")}}
+	c := dialT(t, shimAddr)
+	cfg := trusting(libspdmRoot(t, bin, "ecp384"))
 	authenticate(t, c, cfg)
 }
 
@@ -143,13 +130,8 @@ func TestLibspdmResponderWrongAnchor(t *testing.T) {
 	_, addr := startResponderEmu(t, bin)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := doe.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cfg := secchan.DefaultRequesterConfig()
-	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{libspdmRoot(t, bin, "ecp256")}}
+	c := dialT(t, addr)
+	cfg := trusting(libspdmRoot(t, bin, "ecp256"))
 	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: c}, cfg)
 	if err := q.Connect(ctx); err != nil {
 		t.Fatal(err)
@@ -157,7 +139,7 @@ func TestLibspdmResponderWrongAnchor(t *testing.T) {
 	if _, err := q.GetDigests(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, err = q.GetCertificate(ctx, 0)
+	_, err := q.GetCertificate(ctx, 0)
 	var step *secchan.StepError
 	if !errors.As(err, &step) || step.Step != "GET_CERTIFICATE slot 0" || !errors.Is(err, secchan.ErrCertChain) {
 		t.Fatalf("err = %v, want a GET_CERTIFICATE step error wrapping ErrCertChain", err)

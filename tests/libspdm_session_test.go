@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/devattest/devattest/devsim"
-	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/secchan"
 )
 
@@ -68,16 +66,12 @@ func TestLibspdmResponderSessions(t *testing.T) {
 					_, addr := startResponderEmu(t, bin, "--mut_auth", "NO", "--basic_mut_auth", "NO", "--aead", aead.flag, "--dhe", aead.dhe)
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()
-					c, err := doe.Dial(ctx, addr)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer c.Close()
-					cfg := secchan.DefaultRequesterConfig()
+					c := dialT(t, addr)
+					cfg := trusting(root)
 					cfg.Versions = []secchan.Version{v}
-					cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{root}}
 					q := authenticate(t, c, cfg)
 					var ss *secchan.SecureSession
+					var err error
 					if psk {
 						ss, err = q.PSKExchange(ctx, secchan.SessionOptions{PSK: libspdmPSK, PSKHint: libspdmHint})
 					} else {
@@ -103,15 +97,10 @@ func TestLibspdmResponderWrongPSK(t *testing.T) {
 	_, addr := startResponderEmu(t, bin, "--mut_auth", "NO", "--basic_mut_auth", "NO")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := doe.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cfg := secchan.DefaultRequesterConfig()
-	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{libspdmRoot(t, bin, "ecp384")}}
+	c := dialT(t, addr)
+	cfg := trusting(libspdmRoot(t, bin, "ecp384"))
 	q := authenticate(t, c, cfg)
-	_, err = q.PSKExchange(ctx, secchan.SessionOptions{PSK: []byte("not the PSK"), PSKHint: libspdmHint})
+	_, err := q.PSKExchange(ctx, secchan.SessionOptions{PSK: []byte("not the PSK"), PSKHint: libspdmHint})
 	if err == nil {
 		t.Fatal("a session opened with the wrong PSK")
 	}
@@ -125,11 +114,7 @@ func TestLibspdmResponderMutualAuth(t *testing.T) {
 	_, addr := startResponderEmu(t, bin, "--mut_auth", "WO_ENCAP", "--basic_mut_auth", "NO", "--req_asym", "ECDSA_P384")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := doe.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialT(t, addr)
 	chain, err := os.ReadFile(filepath.Join(bin, "ecp384", "bundle_requester.certchain.der"))
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +127,7 @@ func TestLibspdmResponderMutualAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := secchan.DefaultRequesterConfig()
-	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{libspdmRoot(t, bin, "ecp384")}}
+	cfg := trusting(libspdmRoot(t, bin, "ecp384"))
 	cfg.MutualAuth = &id
 	q := authenticate(t, c, cfg)
 	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
@@ -154,11 +138,7 @@ func TestLibspdmResponderMutualAuth(t *testing.T) {
 	c.Release() // CONTINUE: the responder serves one client at a time
 
 	// Without an identity the requester refuses the mutual request.
-	c2, err := doe.Dial(ctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2 := dialT(t, addr)
 	cfg.MutualAuth = nil
 	q2 := authenticate(t, c2, cfg)
 	if _, err := q2.KeyExchange(ctx, secchan.SessionOptions{}); !errors.Is(err, secchan.ErrNegotiation) {

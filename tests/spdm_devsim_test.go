@@ -31,6 +31,14 @@ func startDevsim(t *testing.T) (addr string, root *x509.Certificate, meas *devsi
 	return addr, root, meas
 }
 
+// trusting is the default requester configuration with root as its only
+// trust anchor.
+func trusting(root *x509.Certificate) secchan.RequesterConfig {
+	cfg := secchan.DefaultRequesterConfig()
+	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{root}}
+	return cfg
+}
+
 func dialT(t *testing.T, addr string) *doe.SocketClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -76,8 +84,7 @@ func TestSPDMAgainstDevsim(t *testing.T) {
 // signed, as the digest of the new value.
 func TestSPDMMeasurementChangeIsSeen(t *testing.T) {
 	addr, root, meas := startDevsim(t)
-	cfg := secchan.DefaultRequesterConfig()
-	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{root}}
+	cfg := trusting(root)
 	cfg.BaseHash = secchan.HashSHA384
 	read := func() []byte {
 		q := authenticate(t, dialT(t, addr), cfg)
