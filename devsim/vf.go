@@ -25,7 +25,8 @@ func WithSPDM(h Handler) Option { return func(f *Function) { f.spdm = h } }
 // WithSPDM handler; without one, a placeholder answers every SPDM request
 // with ERROR(UnsupportedRequest), which is what a conforming responder says
 // of a request it does not support. Secured messages set the DOE Error
-// bit, since no session can exist yet.
+// bit, since no session can exist (NewSPDMVF replaces this with its
+// responder's secured side).
 func NewVF(opts ...Option) *Function {
 	f := New(opts...)
 	cma := f.spdm
@@ -37,14 +38,43 @@ func NewVF(opts ...Option) *Function {
 	return f
 }
 
+// Secure-session settings of NewSPDMVF's responder: libspdm's sample PSK
+// and hint (spdm-emu's requester sends this hint), and the capabilities a
+// CMA device with sessions offers.
+const (
+	SamplePSKHint = "TestPskHint\x00"
+	SamplePSK     = "TestPskData\x00"
+)
+
+// SPDMVFCaps are the responder capabilities of NewSPDMVF (with
+// measurements): authentication, signed measurements, large responses and
+// secure sessions — KEY_EXCHANGE, PSK with a ResponderContext (so
+// PSK_FINISH follows, as with libspdm's responder), encryption and MAC,
+// heartbeat and key update.
+const SPDMVFCaps = secchan.CapCert | secchan.CapChal | secchan.CapMeasSig | secchan.CapChunk |
+	secchan.CapKeyEx | secchan.CapPSKWithContext | secchan.CapEncrypt | secchan.CapMAC |
+	secchan.CapHbeat | secchan.CapKeyUpd
+
 // NewSPDMVF returns a VF whose CMA/SPDM handler is a real SPDM responder
-// for ids and meas, with the responder's default configuration.
+// for ids and meas, with secure sessions (SPDMVFCaps, the sample PSK):
+// secured CMA/SPDM objects go to the same responder.
 func NewSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, opts ...Option) (*Function, *secchan.Responder, error) {
-	rsp, err := secchan.NewResponder(secchan.ResponderConfig{Identities: ids, Measurements: meas})
+	caps := SPDMVFCaps
+	if meas == nil {
+		caps &^= secchan.CapMeasSig
+	}
+	rsp, err := secchan.NewResponder(secchan.ResponderConfig{
+		Caps:         caps,
+		Identities:   ids,
+		Measurements: meas,
+		PSKs:         map[string][]byte{SamplePSKHint: []byte(SamplePSK)},
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	return NewVF(append(opts[:len(opts):len(opts)], WithSPDM(rsp))...), rsp, nil
+	f := NewVF(append(opts[:len(opts):len(opts)], WithSPDM(rsp))...)
+	_ = f.Handle(doe.ProtocolSecuredCMA, HandlerFunc(rsp.HandleSecuredDOE))
+	return f, rsp, nil
 }
 
 func unsupportedSPDM(_ context.Context, req doe.Object) (doe.Object, error) {

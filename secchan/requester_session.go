@@ -305,6 +305,16 @@ func (q *Requester) finishSession(ctx context.Context, st SecuredTransport, step
 	}
 	th = append(th, rspVerify...)
 	ss := &SecureSession{q: q, s: s, st: st, reqID: reqID, HeartbeatPeriod: heartbeat}
+	if psk && q.neg.RspCaps&CapPSKWithContext == 0 {
+		// PSK_CAP without context: no PSK_FINISH; TH2 ends with the
+		// exchange response (DSP0274 §10.18).
+		if err := s.Establish(q.hash(th)); err != nil {
+			return fail(s, err)
+		}
+		zero(th)
+		q.liveReqIDs[reqID] = true
+		return ss, nil
+	}
 
 	// FINISH / PSK_FINISH: the verify data covers the transcript and the
 	// message up to it. With mutual authentication the requester's chain

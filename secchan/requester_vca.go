@@ -87,7 +87,9 @@ func (q *Requester) GetCapabilities(ctx context.Context) error {
 // reqCaps returns the requester flags valid at version v.
 func (q *Requester) reqCaps(v Version) uint32 {
 	f := q.cfg.Caps
-	if q.cfg.MutualAuth != nil {
+	if q.cfg.MutualAuth != nil && v >= V12 {
+		// Session-based mutual authentication without encapsulated
+		// requests exists from 1.2; 1.1 ties MUT_AUTH to ENCAP.
 		f |= CapMutAuth
 	}
 	if v < V12 {

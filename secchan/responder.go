@@ -2,8 +2,9 @@ package secchan
 
 // The SPDM responder (DSP0274 1.0–1.3): version, capability and algorithm
 // negotiation, identity (DIGESTS, CERTIFICATE, CHALLENGE_AUTH) and
-// measurements, with the 1.2 large-response transfer (CHUNK_GET). Sessions
-// come later.
+// measurements, with the 1.2 large-response transfer (CHUNK_GET), and
+// secure sessions (responder_session.go, responder_psk.go,
+// responder_secured.go).
 //
 // How a request flows:
 //
@@ -82,9 +83,12 @@ type ResponderConfig struct {
 	// Versions offered in VERSION (default 1.0, 1.1, 1.2, 1.3).
 	Versions []Version
 	// Caps are the responder's capability flags (default CERT | CHAL |
-	// MEAS_SIG | CHUNK, MEAS_SIG only with Measurements). Only CERT, CHAL,
-	// MEAS_NO_SIG or MEAS_SIG, MEAS_FRESH and CHUNK are implemented. Flags
-	// a version does not define are masked out of CAPABILITIES.
+	// MEAS_SIG | CHUNK, MEAS_SIG only with Measurements: no sessions).
+	// Implemented: CERT, CHAL, MEAS_NO_SIG or MEAS_SIG, MEAS_FRESH, CHUNK,
+	// and for sessions KEY_EX, PSK (01b, or 10b PSK_WITH_CONTEXT), ENCRYPT
+	// and MAC (both, whenever KEY_EX or PSK is set), HBEAT, KEY_UPD,
+	// HANDSHAKE_IN_THE_CLEAR and MUT_AUTH (session-based, with MutualAuth).
+	// Flags a version does not define are masked out of CAPABILITIES.
 	Caps uint32
 	// CTExponent: the responder's crypto time is 2^CTExponent µs
 	// (default 16, about 65 ms).
@@ -107,11 +111,35 @@ type ResponderConfig struct {
 	Identities []Identity
 	// Measurements supplies measurement blocks (needed for MEAS caps).
 	Measurements MeasurementProvider
+
+	// PSKs maps a PSK hint, exactly as PSK_EXCHANGE carries it, to its
+	// pre-shared key (needed for PSK caps; libspdm's sample is hint
+	// "TestPskHint\x00", PSK "TestPskData\x00"). The keys are never logged.
+	PSKs map[string][]byte
+	// HeartbeatPeriod is the HEARTBEAT period in seconds announced in the
+	// exchange responses when both sides set HBEAT (default 240, as
+	// spdm-emu). A session with no request for twice the period ends.
+	HeartbeatPeriod uint8
+	// MaxSessions bounds the sessions alive at once, in handshake or
+	// established (default 4); one more KEY_EXCHANGE or PSK_EXCHANGE gets
+	// ERROR(SessionLimitExceeded).
+	MaxSessions int
+	// VendorHandler answers VENDOR_DEFINED_REQUEST; without it the request
+	// gets ERROR(UnsupportedRequest). See VendorHandler.
+	VendorHandler VendorHandler
+	// MutualAuth is the requester's certificate chain, provisioned, for
+	// session-based mutual authentication (needed for MUT_AUTH): when the
+	// requester also sets MUT_AUTH, KEY_EXCHANGE_RSP asks for it
+	// (MutAuthRequested 1h, no encapsulated requests) and FINISH must
+	// carry a signature by the chain's leaf key. From SPDM 1.2 only: 1.1
+	// ties MUT_AUTH to ENCAP, which this responder lacks.
+	MutualAuth *RequesterChain
 }
 
 // rspImplementedCaps are the capabilities this responder implements;
-// sessions (KEY_EX, PSK, ENCRYPT, MAC, ...) come later.
-const rspImplementedCaps = CapCert | CapChal | capMeasMask | CapMeasFresh | CapChunk
+// ENCAP, basic (CHALLENGE) mutual authentication and the 1.2/1.3
+// provisioning capabilities are not.
+const rspImplementedCaps = CapCert | CapChal | capMeasMask | CapMeasFresh | CapChunk | rspSessionCaps
 
 // Default responder settings.
 const (
@@ -199,10 +227,13 @@ type rspChunk struct {
 }
 
 // reply is a handler's answer: the response bytes and what to commit if
-// they are delivered. Errors have no commit.
+// they are delivered. Errors have no commit. abort, if set, runs when a
+// reply with a commit is not delivered (it releases what the handler
+// prepared, such as a session's keys).
 type reply struct {
 	msg    []byte
 	commit func()
+	abort  func()
 }
 
 // Responder is an SPDM responder. It is safe for concurrent use, but SPDM
@@ -215,6 +246,7 @@ type Responder struct {
 	mu         sync.Mutex
 	st         rspConn
 	nextHandle uint8 // chunk handles; survives resets so stale handles fail
+	sess       rspSessions
 }
 
 // NewResponder checks cfg, fills in defaults and returns a responder in
@@ -252,6 +284,10 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	if cfg.Caps&CapChal != 0 && cfg.Caps&CapCert == 0 {
 		return nil, errors.New("secchan: responder has CHAL without CERT (no public-key provisioning here)")
 	}
+	mutual, err := checkSessionConfig(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.CTExponent == 0 {
 		cfg.CTExponent = defaultRspCTExponent
 	}
@@ -280,7 +316,7 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	if cfg.MeasHash&^(MeasHashRaw|MeasHashSHA256|MeasHashSHA384|MeasHashSHA512) != 0 {
 		return nil, fmt.Errorf("secchan: responder measurement hash %s: only raw, SHA-256, SHA-384 and SHA-512 are implemented", MeasHashName(cfg.MeasHash))
 	}
-	r := &Responder{cfg: cfg}
+	r := &Responder{cfg: cfg, sess: newRspSessions(mutual)}
 	for i, id := range cfg.Identities {
 		ri, err := prepareIdentity(id)
 		if err != nil {
@@ -358,10 +394,12 @@ func (r *Responder) State() ResponderState {
 	return r.st.state
 }
 
-// Reset drops the connection, as a device reset does.
+// Reset drops the connection and ends every session, as a device reset
+// does.
 func (r *Responder) Reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.endAllSessions()
 	r.st = rspConn{}
 }
 
@@ -384,6 +422,7 @@ func (r *Responder) Respond(ctx context.Context, req []byte) (resp []byte) {
 		if p := recover(); p != nil {
 			// A bug, not a peer's doing: drop the connection rather than
 			// answer from a half-updated state.
+			r.endAllSessions()
 			r.st = rspConn{}
 			resp = rspError(V10, ErrCodeUnspecified, 0, nil)
 		}
@@ -420,7 +459,17 @@ func (r *Responder) dispatch(ctx context.Context, req []byte) []byte {
 	case CodeChallenge:
 		rp = r.challenge(req, h)
 	case CodeGetMeasurements:
-		rp = r.getMeasurements(ctx, req, h)
+		rp = r.getMeasurements(ctx, req, h, &r.st.l)
+	case CodeKeyExchange:
+		rp = r.keyExchange(req, h)
+	case CodeFinish:
+		return r.plainFinish(req, h)
+	case CodePSKExchange:
+		rp = r.pskExchange(req, h)
+	case CodePSKFinish, CodeHeartbeat, CodeKeyUpdate, CodeEndSession:
+		rp = r.sessionRequired(h)
+	case CodeVendorDefinedReq:
+		rp = r.vendorDefined(ctx, req, h, 0)
 	case CodeChunkGet:
 		return r.chunkGetResponse(req, h)
 	case CodeRespondIfReady:
@@ -475,6 +524,15 @@ func (r *Responder) checkNegotiated(h Header, capBit uint32) (reply, bool) {
 func (r *Responder) deliver(rp reply) []byte {
 	if rp.commit == nil {
 		return rp.msg
+	}
+	if rp.abort != nil {
+		commit := rp.commit
+		rp.commit = func() { commit(); rp.abort = nil }
+		defer func() {
+			if rp.abort != nil {
+				rp.abort()
+			}
+		}()
 	}
 	st := &r.st
 	size := len(rp.msg)

@@ -90,19 +90,20 @@ func (r *Responder) summaryHash(kind uint8) ([]byte, error) {
 }
 
 // getMeasurements answers GET_MEASUREMENTS: the number of indices, one
-// block, or all blocks; signed over L1L2 when asked.
-func (r *Responder) getMeasurements(_ context.Context, req []byte, h Header) reply {
+// block, or all blocks; signed over L1L2 when asked. l is the L1L2
+// transcript it extends: the connection's, or a session's.
+func (r *Responder) getMeasurements(_ context.Context, req []byte, h Header, l *[]byte) reply {
 	st := &r.st
 	rp, ok := r.checkNegotiated(h, capMeasMask)
 	if !ok || st.measSpec == 0 || st.measHash == 0 {
-		st.l = nil // libspdm drops L1L2 on every failed GET_MEASUREMENTS
+		*l = nil // libspdm drops L1L2 on every failed GET_MEASUREMENTS
 		if ok {
 			rp = r.fail(ErrCodeUnexpectedRequest, 0) // no measurement spec negotiated
 		}
 		return rp
 	}
 	failed := func(code ErrorCode) reply {
-		st.l = nil
+		*l = nil
 		return r.fail(code, 0)
 	}
 	var g GetMeasurements
@@ -156,7 +157,7 @@ func (r *Responder) getMeasurements(_ context.Context, req []byte, h Header) rep
 	}
 	resp := m.Marshal()
 	commit := func() {
-		st.l = append(append(st.l, msg...), resp...)
+		*l = append(append(*l, msg...), resp...)
 		if !st.authenticated {
 			st.b = nil // DSP0274: measurements before a completed CHALLENGE drop M1/M2
 		}
@@ -166,14 +167,14 @@ func (r *Responder) getMeasurements(_ context.Context, req []byte, h Header) rep
 		if st.version >= V12 {
 			vca = st.vca
 		}
-		th := r.transcriptHash(vca, st.l, msg, resp)
+		th := r.transcriptHash(vca, *l, msg, resp)
 		sig, err := Sign(st.version, st.asym, st.hash, st.slots[slot].id.key, ContextMeasurements, th)
 		if err != nil {
 			return failed(ErrCodeUnspecified)
 		}
 		resp = append(resp, sig...)
 		commit = func() {
-			st.l = nil // L1L2 ends with a signed MEASUREMENTS
+			*l = nil // L1L2 ends with a signed MEASUREMENTS
 			if !st.authenticated {
 				st.b = nil
 			}

@@ -84,6 +84,7 @@ func (r *Responder) getVersion(req []byte, h Header) reply {
 	}
 	resp := m.Marshal()
 	return reply{msg: resp, commit: func() {
+		r.endAllSessions() // a new connection ends every session
 		r.st = rspConn{state: ResponderAfterVersion}
 		r.st.vca = append(append(r.st.vca, msg...), resp...)
 	}}
@@ -114,6 +115,9 @@ func (r *Responder) getCapabilities(req []byte, h Header) reply {
 		Version:    g.Version,
 		CTExponent: r.cfg.CTExponent,
 		Flags:      r.cfg.Caps & rspCapsMask(g.Version),
+	}
+	if g.Version == V11 {
+		m.Flags &^= CapMutAuth // 1.1 allows it only with ENCAP, not implemented
 	}
 	if g.Version >= V12 {
 		m.DataTransferSize = r.cfg.DataTransferSize
@@ -217,8 +221,8 @@ func (r *Responder) negotiateAlgorithms(req []byte, h Header) reply {
 			sel.Bits = uint16(rspPick(rspDHEPref, uint32(t.Bits)))
 		case t.Type == AlgTypeAEAD && sessions:
 			sel.Bits = uint16(rspPick(rspAEADPref, uint32(t.Bits)))
-		case t.Type == AlgTypeReqBaseAsym && r.cfg.Caps&CapMutAuth != 0:
-			sel.Bits = uint16(rspPick(rspAsymPref, uint32(t.Bits)))
+		case t.Type == AlgTypeReqBaseAsym && r.cfg.Caps&CapMutAuth != 0 && n.Version >= V12:
+			sel.Bits = uint16(rspPick(rspAsymPref, uint32(t.Bits)&r.sess.mutualAsyms()))
 		case t.Type == AlgTypeKeySchedule && sessions:
 			sel.Bits = uint16(rspPick(rspKeySchedPref, uint32(t.Bits)))
 		}
