@@ -312,3 +312,8 @@ func TestRequesterNonceIsUsed(t *testing.T) {
 		t.Fatalf("the configured nonce appeared in %d requests, want 2", seen)
 	}
 }
+
+// ExchangeSecured lets tamperTransport carry sessions too.
+func (tt *tamperTransport) ExchangeSecured(ctx context.Context, rec []byte) ([]byte, error) {
+	return tt.rsp.RespondSecured(ctx, rec)
+}
