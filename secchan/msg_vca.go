@@ -283,6 +283,39 @@ func readAlgStructs(r *reader, n int) []AlgStruct {
 	return out
 }
 
+// writeAlgTail writes the external algorithms and structure tables that
+// end NEGOTIATE_ALGORITHMS and ALGORITHMS.
+func writeAlgTail(w *writer, extAsym, extHash []uint32, tables []AlgStruct) {
+	for _, e := range extAsym {
+		w.u32(e)
+	}
+	for _, e := range extHash {
+		w.u32(e)
+	}
+	writeAlgStructs(w, tables)
+}
+
+// readExt reads n external algorithm entries.
+func readExt(r *reader, n int, field string) []uint32 {
+	var out []uint32
+	for i := 0; i < n && r.err == nil; i++ {
+		out = append(out, r.u32(field))
+	}
+	return out
+}
+
+// checkAlgHeader checks the parameters NEGOTIATE_ALGORITHMS and ALGORITHMS
+// share: Param1 counts the structure tables (none in 1.0), Param2 is
+// reserved.
+func checkAlgHeader(r *reader, h Header) {
+	if r.err == nil && h.Param2 != 0 {
+		r.fail("Param2", "reserved, is 0x%02x", h.Param2)
+	}
+	if r.err == nil && h.Version < V11 && h.Param1 != 0 {
+		r.fail("Param1", "1.0 has no algorithm structures, %d announced", h.Param1)
+	}
+}
+
 func algStructsLen(tables []AlgStruct) int {
 	n := 0
 	for _, t := range tables {
@@ -319,13 +352,7 @@ func (m *NegotiateAlgorithms) Marshal() []byte {
 	w.u8(uint8(len(m.ExtHash)))
 	w.u8(0)
 	w.u8(m.MELSpec)
-	for _, e := range m.ExtAsym {
-		w.u32(e)
-	}
-	for _, e := range m.ExtHash {
-		w.u32(e)
-	}
-	writeAlgStructs(w, m.Structs)
+	writeAlgTail(w, m.ExtAsym, m.ExtHash, m.Structs)
 	return w.b
 }
 
@@ -333,12 +360,7 @@ func (m *NegotiateAlgorithms) Decode(b []byte) (int, error) {
 	r := newReader("NEGOTIATE_ALGORITHMS", b)
 	h := checkHeader(r, CodeNegotiateAlgorithms, 0)
 	*m = NegotiateAlgorithms{Version: h.Version}
-	if r.err == nil && h.Param2 != 0 {
-		r.fail("Param2", "reserved, is 0x%02x", h.Param2)
-	}
-	if r.err == nil && h.Version < V11 && h.Param1 != 0 {
-		r.fail("Param1", "1.0 has no algorithm structures, %d announced", h.Param1)
-	}
+	checkAlgHeader(r, h)
 	length := int(r.u16("Length"))
 	m.MeasurementSpec = r.u8("MeasurementSpecification")
 	m.OtherParamsSupport = r.u8("OtherParamsSupport")
@@ -356,12 +378,8 @@ func (m *NegotiateAlgorithms) Decode(b []byte) (int, error) {
 	if r.err == nil && nAsym+nHash > 20 {
 		r.fail("ExtAsymCount/ExtHashCount", "%d external algorithms, at most 20", nAsym+nHash)
 	}
-	for i := 0; i < nAsym && r.err == nil; i++ {
-		m.ExtAsym = append(m.ExtAsym, r.u32("ExtAsym"))
-	}
-	for i := 0; i < nHash && r.err == nil; i++ {
-		m.ExtHash = append(m.ExtHash, r.u32("ExtHash"))
-	}
+	m.ExtAsym = readExt(r, nAsym, "ExtAsym")
+	m.ExtHash = readExt(r, nHash, "ExtHash")
 	m.Structs = readAlgStructs(r, int(h.Param1))
 	if r.err == nil && r.off != length {
 		r.fail("Length", "says %d bytes, structure is %d", length, r.off)
@@ -402,13 +420,7 @@ func (m *Algorithms) Marshal() []byte {
 	w.u8(uint8(len(m.ExtAsymSel)))
 	w.u8(uint8(len(m.ExtHashSel)))
 	w.u16(0)
-	for _, e := range m.ExtAsymSel {
-		w.u32(e)
-	}
-	for _, e := range m.ExtHashSel {
-		w.u32(e)
-	}
-	writeAlgStructs(w, m.Structs)
+	writeAlgTail(w, m.ExtAsymSel, m.ExtHashSel, m.Structs)
 	return w.b
 }
 
@@ -416,12 +428,7 @@ func (m *Algorithms) Decode(b []byte) (int, error) {
 	r := newReader("ALGORITHMS", b)
 	h := checkHeader(r, CodeAlgorithms, 0)
 	*m = Algorithms{Version: h.Version}
-	if r.err == nil && h.Param2 != 0 {
-		r.fail("Param2", "reserved, is 0x%02x", h.Param2)
-	}
-	if r.err == nil && h.Version < V11 && h.Param1 != 0 {
-		r.fail("Param1", "1.0 has no algorithm structures, %d announced", h.Param1)
-	}
+	checkAlgHeader(r, h)
 	length := int(r.u16("Length"))
 	m.MeasurementSpecSel = r.u8("MeasurementSpecificationSel")
 	m.OtherParamsSelection = r.u8("OtherParamsSelection")
@@ -440,12 +447,8 @@ func (m *Algorithms) Decode(b []byte) (int, error) {
 	if r.err == nil && (nAsym > 1 || nHash > 1) {
 		r.fail("ExtAsymSelCount/ExtHashSelCount", "a selection names at most one algorithm, got %d and %d", nAsym, nHash)
 	}
-	for i := 0; i < nAsym && r.err == nil; i++ {
-		m.ExtAsymSel = append(m.ExtAsymSel, r.u32("ExtAsymSel"))
-	}
-	for i := 0; i < nHash && r.err == nil; i++ {
-		m.ExtHashSel = append(m.ExtHashSel, r.u32("ExtHashSel"))
-	}
+	m.ExtAsymSel = readExt(r, nAsym, "ExtAsymSel")
+	m.ExtHashSel = readExt(r, nHash, "ExtHashSel")
 	m.Structs = readAlgStructs(r, int(h.Param1))
 	if r.err == nil && r.off != length {
 		r.fail("Length", "says %d bytes, structure is %d", length, r.off)
