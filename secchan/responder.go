@@ -350,13 +350,9 @@ func prepareIdentity(id Identity) (*rspIdentity, error) {
 	if id.Key == nil {
 		return nil, errors.New("no private key")
 	}
-	var leaf *x509.Certificate
-	for i, der := range id.Chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", i, err)
-		}
-		leaf = c
+	leaf, err := parseChainLeaf(id.Chain)
+	if err != nil {
+		return nil, err
 	}
 	pub, ok := id.Key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(leaf.PublicKey) {
@@ -622,4 +618,20 @@ func (r *Responder) transcriptHash(parts ...[]byte) []byte {
 		d.Write(p)
 	}
 	return d.Sum(nil)
+}
+
+// parseChainLeaf parses DER certificates, leaf last, and returns the leaf.
+func parseChainLeaf(ders [][]byte) (*x509.Certificate, error) {
+	var leaf *x509.Certificate
+	for i, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", i, err)
+		}
+		leaf = c
+	}
+	if leaf == nil {
+		return nil, errors.New("empty certificate chain")
+	}
+	return leaf, nil
 }

@@ -39,7 +39,6 @@ package secchan
 
 import (
 	"crypto"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -89,13 +88,9 @@ func prepareMutual(rc *RequesterChain) (*rspMutual, error) {
 	if len(rc.Chain) == 0 || rc.Slot > 7 {
 		return nil, errors.New("secchan: responder MutualAuth: empty chain, or slot over 7")
 	}
-	var leaf *x509.Certificate
-	for i, der := range rc.Chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("secchan: responder MutualAuth certificate %d: %w", i, err)
-		}
-		leaf = c
+	leaf, err := parseChainLeaf(rc.Chain)
+	if err != nil {
+		return nil, fmt.Errorf("secchan: responder MutualAuth: %w", err)
 	}
 	asym := AsymFor(leaf.PublicKey)
 	switch asym {
