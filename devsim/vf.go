@@ -57,17 +57,28 @@ const SPDMVFCaps = secchan.CapCert | secchan.CapChal | secchan.CapMeasSig | secc
 
 // NewSPDMVF returns a VF whose CMA/SPDM handler is a real SPDM responder
 // for ids and meas, with secure sessions (SPDMVFCaps, the sample PSK):
-// secured CMA/SPDM objects go to the same responder.
+// secured CMA/SPDM objects go to the same responder. Inside a session it
+// answers IDE_KM with a fresh ide.Responder (DefaultIDEConfig); use
+// NewIDESPDMVF to hold that responder.
 func NewSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, opts ...Option) (*Function, *secchan.Responder, error) {
+	idekm, err := newDefaultIDE()
+	if err != nil {
+		return nil, nil, err
+	}
+	return newSPDMVF(ids, meas, idekm.Handle, opts...)
+}
+
+func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, vendor secchan.VendorHandler, opts ...Option) (*Function, *secchan.Responder, error) {
 	caps := SPDMVFCaps
 	if meas == nil {
 		caps &^= secchan.CapMeasSig
 	}
 	rsp, err := secchan.NewResponder(secchan.ResponderConfig{
-		Caps:         caps,
-		Identities:   ids,
-		Measurements: meas,
-		PSKs:         map[string][]byte{SamplePSKHint: []byte(SamplePSK)},
+		Caps:          caps,
+		Identities:    ids,
+		Measurements:  meas,
+		PSKs:          map[string][]byte{SamplePSKHint: []byte(SamplePSK)},
+		VendorHandler: vendor,
 	})
 	if err != nil {
 		return nil, nil, err

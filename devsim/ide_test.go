@@ -1,0 +1,90 @@
+package devsim
+
+import (
+	"context"
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/devattest/devattest/ide"
+	"github.com/devattest/devattest/secchan"
+)
+
+// TestIDEKMOverDevsim: a KEY_EXCHANGE session with the emulated VF through
+// its DOE registers, then the whole IDE_KM check with the link.
+func TestIDEKMOverDevsim(t *testing.T) {
+	f, rootDER, idekm, err := NewDefaultIDESPDMVF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := secchan.DefaultRequesterConfig()
+	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{root}}
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: f.Driver()}, cfg)
+	if err := q.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.GetDigests(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.GetCertificate(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, _ := idekm.Port(1)
+	steps, err := ide.RunCheck(ctx, ss, &ide.SimRootPort{}, ide.CheckOptions{Version: q.Negotiated().Version, Port: 1, Device: dev})
+	for _, s := range steps {
+		t.Log(s)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewSPDMVFServesIDEKM: the plain constructor (used by `devattest
+// devsim`) answers IDE_KM too; without the device's keys the link steps
+// are skipped.
+func TestNewSPDMVFServesIDEKM(t *testing.T) {
+	_, ids, err := NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := NewSPDMVF(ids, NewMeasurements())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: f.Driver()}, secchan.DefaultRequesterConfig())
+	if err := q.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := q.PSKExchange(ctx, secchan.SessionOptions{PSK: []byte(SamplePSK), PSKHint: []byte(SamplePSKHint)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := ide.RunCheck(ctx, ss, &ide.SimRootPort{}, ide.CheckOptions{Version: q.Negotiated().Version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	skipped := 0
+	for _, s := range steps {
+		if s.Skipped {
+			skipped++
+		}
+	}
+	if skipped != 3 {
+		t.Fatalf("%d steps skipped, want the 3 link steps: %v", skipped, steps)
+	}
+}

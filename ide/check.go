@@ -1,0 +1,109 @@
+package ide
+
+// RunCheck is the whole IDE_KM exercise a probe runs against a device:
+// QUERY, program K0, GO, link check, rotate to K1, link check again (and
+// the old key set refused), STOP. Each step is reported by name.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/devattest/devattest/secchan"
+)
+
+// Step is one named step of RunCheck.
+type Step struct {
+	Name    string
+	Err     error // nil: passed
+	Skipped bool  // not run (e.g. no device end for the link check)
+	Detail  string
+}
+
+func (s Step) String() string {
+	switch {
+	case s.Skipped:
+		return fmt.Sprintf("%-28s skipped: %s", s.Name, s.Detail)
+	case s.Err != nil:
+		return fmt.Sprintf("%-28s FAIL: %v", s.Name, s.Err)
+	case s.Detail != "":
+		return fmt.Sprintf("%-28s ok (%s)", s.Name, s.Detail)
+	}
+	return fmt.Sprintf("%-28s ok", s.Name)
+}
+
+// CheckOptions selects the port and stream RunCheck programs and the
+// device end of the simulated link.
+type CheckOptions struct {
+	Version secchan.Version // the connection's SPDM version
+	Port    uint8
+	Stream  uint8
+	// Device is the device's keys for the link check (an in-process
+	// devsim: Responder.Port). Without it the link steps are skipped: a
+	// real device's keys are not readable, which is the point.
+	Device KeySource
+}
+
+// RunCheck runs the IDE_KM check over sess with root port rp (normally a
+// *SimRootPort, which also serves as the link's root-port end). It stops
+// at the first failure and returns every step so far; err is that step's
+// error.
+func RunCheck(ctx context.Context, sess Session, rp RootPort, o CheckOptions) (steps []Step, err error) {
+	run := func(name string, f func() (string, error)) bool {
+		detail, e := f()
+		steps = append(steps, Step{Name: name, Err: e, Detail: detail})
+		if e != nil {
+			err = fmt.Errorf("%s: %w", name, e)
+			return false
+		}
+		return true
+	}
+	q, e := NewRequester(sess, o.Version, rp)
+	if !run("open IDE_KM requester", func() (string, error) { return "", e }) {
+		return steps, err
+	}
+	host, _ := rp.(KeySource)
+	var dev, hostEnd *LinkEnd
+	linkStep := func(name string, f func() (string, error)) bool {
+		if o.Device == nil || host == nil {
+			steps = append(steps, Step{Name: name, Skipped: true, Detail: "no in-process device and root-port key source"})
+			return true
+		}
+		return run(name, f)
+	}
+	if o.Device != nil && host != nil {
+		dev, hostEnd = NewLinkEnd(o.Device), NewLinkEnd(host)
+	}
+	ok := run("QUERY", func() (string, error) {
+		r, err := q.Query(ctx, o.Port)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("port %d of max %d, capability 0x%08x", r.PortIndex, r.MaxPortIndex, r.Cap), nil
+	}) &&
+		run("KEY_PROG K0 (6 keys)", func() (string, error) { return "", q.ProgramKeySet(ctx, o.Port, o.Stream, K0) }) &&
+		run("K_SET_GO K0", func() (string, error) { return "", q.Go(ctx, o.Port, o.Stream, K0) }) &&
+		linkStep("link check K0", func() (string, error) { return "", CheckLink(dev, hostEnd, o.Stream) }) &&
+		run("rotate to K1", func() (string, error) {
+			ks, err := q.Rotate(ctx, o.Port, o.Stream)
+			if err == nil && ks != K1 {
+				err = fmt.Errorf("rotated to %v", ks)
+			}
+			return "", err
+		}) &&
+		linkStep("link check K1", func() (string, error) { return "", CheckLink(dev, hostEnd, o.Stream) }) &&
+		linkStep("K0 refused after rotation", func() (string, error) {
+			t, err := dev.Send(o.Stream, PR, []byte{0x40, 0, 0, 1}, []byte("probe"))
+			if err != nil {
+				return "", err
+			}
+			t.KeySet = K0
+			if _, err := hostEnd.Receive(t); !errors.Is(err, ErrKeySetNotInUse) {
+				return "", fmt.Errorf("a TLP marked K0 after rotation: %v", err)
+			}
+			return "", nil
+		}) &&
+		run("K_SET_STOP K1", func() (string, error) { return "", q.Stop(ctx, o.Port, o.Stream) })
+	_ = ok
+	return steps, err
+}
