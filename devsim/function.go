@@ -54,6 +54,9 @@ type Function struct {
 	protocols []doe.Protocol // discovery order; index 0 is discovery itself
 	handlers  map[doe.Protocol]Handler
 	stats     Stats
+	// resetHooks run on a function reset: device state kept outside the
+	// mailbox handlers (IDE keys) is lost on a reset too.
+	resetHooks []func()
 	spdm      Handler // WithSPDM, for NewVF
 
 	// MaxRequestDW bounds an incoming object; beyond it the mailbox sets
@@ -76,6 +79,11 @@ type Option func(*Function)
 
 // WithMaxRequestDW bounds incoming objects (default 2^18 DW, 1 MiB).
 func WithMaxRequestDW(n int) Option { return func(f *Function) { f.maxRequestDW = n } }
+
+// WithResetHook runs h on every function reset.
+func WithResetHook(h func()) Option {
+	return func(f *Function) { f.resetHooks = append(f.resetHooks, h) }
+}
 
 // WithSerial sets the Device Serial Number capability's value.
 func WithSerial(sn uint64) Option {

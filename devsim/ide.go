@@ -20,7 +20,7 @@ func newDefaultIDE() (*ide.Responder, error) { return ide.NewResponder(DefaultID
 // NewIDESPDMVF is NewSPDMVF with idekm as the IDE_KM responder, so that
 // the caller can reach the device's keys for a simulated link.
 func NewIDESPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, idekm *ide.Responder, opts ...Option) (*Function, *secchan.Responder, error) {
-	return newSPDMVF(ids, meas, idekm.Handle, opts...)
+	return newSPDMVF(ids, meas, idekm.Handle, append(opts[:len(opts):len(opts)], WithResetHook(idekm.Reset))...)
 }
 
 // NewDefaultIDESPDMVF is NewDefaultSPDMVF that also returns the VF's IDE_KM

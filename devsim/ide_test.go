@@ -50,6 +50,25 @@ func TestIDEKMOverDevsim(t *testing.T) {
 	if err := ss.End(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Program K0 again, then reset the function: the device forgets it.
+	ss, err = q.KeyExchange(ctx, secchan.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ide.NewRequester(ss, q.Negotiated().Version, &ide.SimRootPort{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ProgramKeySet(ctx, 1, 0, ide.K0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dev.LinkKey(0, ide.K0, ide.RX, ide.PR); !ok {
+		t.Fatal("programmed key not visible to the link")
+	}
+	f.Reset()
+	if _, ok := dev.LinkKey(0, ide.K0, ide.RX, ide.PR); ok {
+		t.Fatal("a function reset left the IDE key in the device")
+	}
 }
 
 // TestNewSPDMVFServesIDEKM: the plain constructor (used by `devattest

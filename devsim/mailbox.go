@@ -64,11 +64,15 @@ func (f *Function) Reset() {
 			resets = append(resets, r)
 		}
 	}
+	hooks := f.resetHooks
 	f.mu.Unlock()
 	// Outside the lock: a handler may be finishing a request and must not
 	// wait on the mailbox lock while we wait on its own.
 	for _, r := range resets {
 		r.Reset()
+	}
+	for _, h := range hooks {
+		h()
 	}
 }
 

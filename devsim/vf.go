@@ -65,7 +65,7 @@ func NewSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, opts ..
 	if err != nil {
 		return nil, nil, err
 	}
-	return newSPDMVF(ids, meas, idekm.Handle, opts...)
+	return newSPDMVF(ids, meas, idekm.Handle, append(opts[:len(opts):len(opts)], WithResetHook(idekm.Reset))...)
 }
 
 func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, vendor secchan.VendorHandler, opts ...Option) (*Function, *secchan.Responder, error) {
