@@ -57,7 +57,7 @@ type Function struct {
 	// resetHooks run on a function reset: device state kept outside the
 	// mailbox handlers (IDE keys) is lost on a reset too.
 	resetHooks []func()
-	spdm      Handler // WithSPDM, for NewVF
+	spdm       Handler // WithSPDM, for NewVF
 
 	// MaxRequestDW bounds an incoming object; beyond it the mailbox sets
 	// Error, as a device with a finite buffer does.
