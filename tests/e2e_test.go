@@ -371,6 +371,42 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 		t.Fatalf("probe --trust-anchor reported\n%s", stdout)
 	}
 
+	// A secure session with IDE keying through the shim: every step ok.
+	stdout, stderr, code = run(t, devattest, "probe", "--connect", "unix:"+shimSock, "--trust-anchor", rootPEM, "--session", "--ide", "--json")
+	if code != 0 {
+		t.Fatalf("probe --session --ide exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	var sess struct {
+		Session struct {
+			ID    string `json:"id"`
+			Steps []struct {
+				Name    string `json:"name"`
+				OK      bool   `json:"ok"`
+				Skipped bool   `json:"skipped"`
+			} `json:"steps"`
+			OK bool `json:"ok"`
+		} `json:"session"`
+		IDE struct {
+			Steps []struct {
+				Name    string `json:"name"`
+				OK      bool   `json:"ok"`
+				Skipped bool   `json:"skipped"`
+			} `json:"steps"`
+			OK bool `json:"ok"`
+		} `json:"ide"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &sess); err != nil {
+		t.Fatalf("probe --session --ide output: %v\n%s", err, stdout)
+	}
+	if !sess.Session.OK || sess.Session.ID == "" || len(sess.Session.Steps) < 5 || !sess.IDE.OK || len(sess.IDE.Steps) < 5 {
+		t.Fatalf("probe --session --ide reported\n%s", stdout)
+	}
+	for _, st := range append(sess.Session.Steps, sess.IDE.Steps...) {
+		if !st.OK && !st.Skipped {
+			t.Fatalf("step %q failed:\n%s", st.Name, stdout)
+		}
+	}
+
 	// Against another root the chain is refused: exit 1, verified false.
 	otherRoot := filepath.Join(dir, "other.der")
 	other := startProc(t, "second devsim", exec.Command(devattest, "devsim", "--listen", "unix:"+filepath.Join(dir, "other.sock"), "--ca-out", otherRoot))

@@ -29,6 +29,9 @@ type probeFlags struct {
 	asym         string
 	slot         uint8
 	session      bool
+	ide          bool
+	idePort      uint8
+	ideStream    uint8
 	mutualAuth   string
 	psk          []byte
 	pskHint      string
@@ -64,6 +67,9 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&pf.session, "session", false, "after authentication, open a secure session: heartbeat, key updates, measurements inside, END_SESSION")
 	pskHex := fs.String("psk", "", "open the session with this pre-shared key (hex) instead of KEY_EXCHANGE")
 	fs.StringVar(&pf.pskHint, "psk-hint", "", "PSK hint sent with --psk (libspdm's sample: TestPskHint; a trailing NUL is added with --psk-hint-nul)")
+	fs.BoolVar(&pf.ide, "ide", false, "inside the session, program IDE keys (QUERY, K0, GO, rotate to K1, STOP)")
+	idePort := fs.Uint("ide-port", 0, "IDE_KM port index for --ide")
+	ideStream := fs.Uint("ide-stream", 0, "IDE stream ID for --ide")
 	fs.StringVar(&pf.mutualAuth, "mutual-auth", "", "CHAIN,KEY: the requester's certificate chain (concatenated DER, root first) and key (PEM), for responders that ask for mutual authentication")
 	hintNUL := fs.Bool("psk-hint-nul", false, "append a NUL byte to --psk-hint, as libspdm's sample hint has")
 	fs.StringVar(&pf.end, "end", "shutdown", "how to end the connection: shutdown (SHUTDOWN; libspdm's spdm_responder_emu then exits) or continue (CONTINUE; it keeps serving)")
@@ -103,6 +109,13 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	if (pf.psk != nil || pf.pskHint != "") && !pf.session {
 		return cli.Fail(stderr, prog, errors.New("--psk and --psk-hint go with --session"))
+	}
+	if *idePort > 255 || *ideStream > 255 {
+		return cli.Fail(stderr, prog, errors.New("--ide-port and --ide-stream must fit in a byte"))
+	}
+	pf.idePort, pf.ideStream = uint8(*idePort), uint8(*ideStream)
+	if pf.ide && !pf.session {
+		return cli.Fail(stderr, prog, errors.New("--ide goes with --session (keys travel only inside a secure session)"))
 	}
 	if pf.mutualAuth != "" && !pf.session {
 		return cli.Fail(stderr, prog, errors.New("--mutual-auth goes with --session"))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/ide"
 	"github.com/devattest/devattest/secchan"
 )
 
@@ -27,6 +28,7 @@ type spdmReport struct {
 	Measurements []measurementJS `json:"measurements"`
 	Verified     bool            `json:"verified"`
 	Session      *sessionJSON    `json:"session,omitempty"`
+	IDE          *ideJSON        `json:"ide,omitempty"`
 	Error        *string         `json:"error"`
 }
 
@@ -39,10 +41,18 @@ type sessionJSON struct {
 	OK    bool       `json:"ok"`
 }
 
+type ideJSON struct {
+	Stream uint8      `json:"stream"`
+	Port   uint8      `json:"port"`
+	Steps  []stepJSON `json:"steps"`
+	OK     bool       `json:"ok"`
+}
+
 type stepJSON struct {
-	Name  string `json:"name"`
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Skipped bool   `json:"skipped,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 type algorithmsJSON struct {
@@ -300,11 +310,38 @@ func runSession(ctx context.Context, pf probeFlags, q *secchan.Requester, rep *s
 			return err
 		}
 	}
+	if pf.ide {
+		if err := runIDE(ctx, pf, ss, neg.Version, rep); err != nil {
+			_ = ss.End(ctx)
+			return err
+		}
+	}
 	if err := step("END_SESSION", ss.End(ctx)); err != nil {
 		return err
 	}
 	sj.OK = true
 	return nil
+}
+
+// runIDE programs IDE keys over the session and runs the IDE_KM check:
+// QUERY, K0, GO, rotate to K1, STOP. The root-port half of each key goes
+// to a simulated root port in this process; a real deployment hands it to
+// whatever the platform trusts (a TSM, trusted firmware), never to the
+// host in the clear. A remote device's keys cannot be read, so the
+// simulated link's checks are reported as skipped here.
+func runIDE(ctx context.Context, pf probeFlags, ss *secchan.SecureSession, v secchan.Version, rep *spdmReport) error {
+	ij := &ideJSON{Stream: pf.ideStream, Port: pf.idePort, Steps: []stepJSON{}}
+	rep.IDE = ij
+	steps, err := ide.RunCheck(ctx, ss, &ide.SimRootPort{}, ide.CheckOptions{Version: v, Port: pf.idePort, Stream: pf.ideStream})
+	for _, st := range steps {
+		s := stepJSON{Name: st.Name, OK: st.Err == nil && !st.Skipped, Skipped: st.Skipped}
+		if st.Err != nil {
+			s.Error = st.Err.Error()
+		}
+		ij.Steps = append(ij.Steps, s)
+	}
+	ij.OK = err == nil
+	return err
 }
 
 func printSPDM(w io.Writer, addr string, rep *spdmReport) {
@@ -324,6 +361,19 @@ func printSPDM(w io.Writer, addr string, rep *spdmReport) {
 	}
 	if rep.Challenge {
 		fmt.Fprintln(w, "  challenge     CHALLENGE_AUTH signature verified")
+	}
+	if i := rep.IDE; i != nil {
+		fmt.Fprintf(w, "  IDE           port %d stream %d\n", i.Port, i.Stream)
+		for _, st := range i.Steps {
+			res := "ok"
+			switch {
+			case st.Skipped:
+				res = "skipped (the device's keys are not readable from here)"
+			case !st.OK:
+				res = "FAILED: " + st.Error
+			}
+			fmt.Fprintf(w, "    %-26s %s\n", st.Name, res)
+		}
 	}
 	if s := rep.Session; s != nil {
 		kind := "DHE " + s.DHE
