@@ -21,8 +21,20 @@ test:
 demo: build
 	./tests/demo.sh
 
+# Every Go benchmark, then one summary of the ratios that benchmarks
+# measure within one run (the machines are shared and noisy, so absolute
+# times are not compared across runs).
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
+	@mkdir -p out
+	@$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS) > out/bench.txt 2>&1; \
+	  status=$$?; cat out/bench.txt; exit $$status
+	@echo "== ratios (measured within one run)"
+	@awk '/^Benchmark/ { for (i = 3; i < NF; i++) { \
+	    if ($$(i+1) == "flow/floor" && $$1 ~ /AuthFlowVsCryptoFloor/) print "RATIO attest_flow_vs_crypto_floor", $$i; \
+	    if ($$(i+1) == "secured/raw" && $$1 ~ /SecuredVsRawAEAD\/4KiB/) print "RATIO secured_msg_vs_raw_aead_4k", $$i; \
+	    if ($$(i+1) == "secured/raw" && $$1 ~ /SecuredVsRawAEAD\/256B/) print "RATIO secured_msg_vs_raw_aead_256", $$i; \
+	    if ($$(i+1) == "shim/direct") print "RATIO shim_vs_direct_exchange", $$i; \
+	  } }' out/bench.txt
 
 # Every fuzz target, one after the other, for FUZZTIME each.
 fuzz:
