@@ -4,7 +4,8 @@ package devsim
 // IDE_KM VENDOR_DEFINED_REQUESTs that arrive inside the SPDM responder's
 // secure sessions; other vendor-defined requests (TDISP, CXL) get
 // ERROR(UnsupportedRequest). The programmed keys stay in this process,
-// readable only by the simulated link (ide.Responder.Port).
+// readable only by the simulated link: in process (ide.Responder.Port), or
+// over DOE through ide.LinkProtocol, where only protected TLPs cross.
 
 import (
 	"github.com/devattest/devattest/ide"
@@ -20,7 +21,7 @@ func newDefaultIDE() (*ide.Responder, error) { return ide.NewResponder(DefaultID
 // NewIDESPDMVF is NewSPDMVF with idekm as the IDE_KM responder, so that
 // the caller can reach the device's keys for a simulated link.
 func NewIDESPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, idekm *ide.Responder, opts ...Option) (*Function, *secchan.Responder, error) {
-	return newSPDMVF(ids, meas, idekm.Handle, append(opts[:len(opts):len(opts)], WithResetHook(idekm.Reset))...)
+	return newSPDMVF(ids, meas, idekm, opts...)
 }
 
 // NewDefaultIDESPDMVF is NewDefaultSPDMVF that also returns the VF's IDE_KM

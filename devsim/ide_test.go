@@ -3,9 +3,12 @@ package devsim
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/ide"
 	"github.com/devattest/devattest/secchan"
 )
@@ -72,8 +75,8 @@ func TestIDEKMOverDevsim(t *testing.T) {
 }
 
 // TestNewSPDMVFServesIDEKM: the plain constructor (used by `devattest
-// devsim`) answers IDE_KM too; without the device's keys the link steps
-// are skipped.
+// devsim`) answers IDE_KM too; without a device end of the link the link
+// steps are skipped.
 func TestNewSPDMVFServesIDEKM(t *testing.T) {
 	_, ids, err := NewIdentity()
 	if err != nil {
@@ -105,5 +108,70 @@ func TestNewSPDMVFServesIDEKM(t *testing.T) {
 	}
 	if skipped != 3 {
 		t.Fatalf("%d steps skipped, want the 3 link steps: %v", skipped, steps)
+	}
+}
+
+// TestSimulatedLinkOverDOE: the VF lists the simulated IDE link in
+// discovery, and RunCheck's link steps run through the VF's own DOE
+// registers, protected TLPs only, the device's keys staying inside it.
+func TestSimulatedLinkOverDOE(t *testing.T) {
+	_, ids, err := NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := NewSPDMVF(ids, NewMeasurements())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	protos, err := doe.Discover(ctx, f.Driver(), doe.DiscoveryVersion(DOEVersion))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []doe.Protocol{doe.ProtocolDiscovery, doe.ProtocolCMA, doe.ProtocolSecuredCMA, ide.LinkProtocol}; !slices.Equal(protos, want) {
+		t.Fatalf("discovery %v, want %v", protos, want)
+	}
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: f.Driver()}, secchan.DefaultRequesterConfig())
+	if err := q.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := q.PSKExchange(ctx, secchan.SessionOptions{PSK: []byte(SamplePSK), PSKHint: []byte(SamplePSKHint)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := ide.NewRemoteLink(f.Driver())
+	if err := link.Hello(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	steps, err := ide.RunCheck(ctx, ss, &ide.SimRootPort{}, ide.CheckOptions{Version: q.Negotiated().Version, Link: link})
+	for _, s := range steps {
+		t.Log(s)
+		if s.Skipped || s.Err != nil {
+			t.Errorf("step %s", s)
+		}
+	}
+	if err != nil || len(steps) != 9 {
+		t.Fatalf("%d steps, %v", len(steps), err)
+	}
+	// Program and GO K0 again, then reset the function: the device end
+	// has no key any more, and says so.
+	r, err := ide.NewRequester(ss, q.Negotiated().Version, &ide.SimRootPort{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ProgramKeySet(ctx, 0, 0, ide.K0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Go(ctx, 0, 0, ide.K0); err != nil {
+		t.Fatal(err)
+	}
+	f.Reset()
+	tlp := ide.TLP{Header: []byte{0x40, 0, 0, 1}, Data: make([]byte, ide.MACSize+4)}
+	if _, err := link.Exchange(ctx, 0, tlp); !errors.Is(err, ide.ErrNoKey) {
+		t.Fatalf("after a function reset: %v", err)
+	}
+	if st := f.Stats(); st.Errors != 0 {
+		t.Errorf("mailbox stats %+v: want no errors", st)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/ide"
 	"github.com/devattest/devattest/secchan"
 )
 
@@ -59,16 +60,24 @@ const SPDMVFCaps = secchan.CapCert | secchan.CapChal | secchan.CapMeasSig | secc
 // for ids and meas, with secure sessions (SPDMVFCaps, the sample PSK):
 // secured CMA/SPDM objects go to the same responder. Inside a session it
 // answers IDE_KM with a fresh ide.Responder (DefaultIDEConfig); use
-// NewIDESPDMVF to hold that responder.
+// NewIDESPDMVF to hold that responder. Discovery also lists
+// ide.LinkProtocol, the device end of the simulated IDE link
+// (simulation only, under the emulator vendor ID): a root-port end
+// elsewhere sends it protected TLPs and gets protected TLPs back, so the
+// link is checked without any key leaving this process.
 func NewSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, opts ...Option) (*Function, *secchan.Responder, error) {
 	idekm, err := newDefaultIDE()
 	if err != nil {
 		return nil, nil, err
 	}
-	return newSPDMVF(ids, meas, idekm.Handle, append(opts[:len(opts):len(opts)], WithResetHook(idekm.Reset))...)
+	return newSPDMVF(ids, meas, idekm, opts...)
 }
 
-func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, vendor secchan.VendorHandler, opts ...Option) (*Function, *secchan.Responder, error) {
+// newSPDMVF builds the SPDM VF around idekm: IDE_KM inside the sessions,
+// a function reset forgets its keys, and the simulated IDE link
+// (ide.LinkProtocol, listed in discovery) reaches its ports' keys.
+func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, idekm *ide.Responder, opts ...Option) (*Function, *secchan.Responder, error) {
+	opts = append(opts[:len(opts):len(opts)], WithResetHook(idekm.Reset))
 	caps := SPDMVFCaps
 	if meas == nil {
 		caps &^= secchan.CapMeasSig
@@ -78,13 +87,14 @@ func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, vendor 
 		Identities:    ids,
 		Measurements:  meas,
 		PSKs:          map[string][]byte{SamplePSKHint: []byte(SamplePSK)},
-		VendorHandler: vendor,
+		VendorHandler: idekm.Handle,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	f := NewVF(append(opts[:len(opts):len(opts)], WithSPDM(rsp))...)
 	_ = f.Handle(doe.ProtocolSecuredCMA, HandlerFunc(rsp.HandleSecuredDOE))
+	_ = f.Handle(ide.LinkProtocol, HandlerFunc(ide.DeviceLinkHandler(idekm)))
 	return f, rsp, nil
 }
 

@@ -39,9 +39,17 @@ type CheckOptions struct {
 	Port    uint8
 	Stream  uint8
 	// Device is the device's keys for the link check (an in-process
-	// devsim: Responder.Port). Without it the link steps are skipped: a
-	// real device's keys are not readable, which is the point.
+	// devsim: Responder.Port), used through NewLocalLink.
 	Device KeySource
+	// Link is the device end of the simulated link reached some other way
+	// (NewRemoteLink: over DOE to devsim, only protected TLPs crossing). If
+	// set, it is used instead of Device. With neither, the link steps are
+	// skipped: a real device's keys are not readable, which is the point,
+	// and a real link is checked by hardware.
+	Link DeviceLink
+	// SkipReason is the Detail of skipped link steps (default: "no device
+	// end of the simulated link").
+	SkipReason string
 }
 
 // RunCheck runs the IDE_KM check over sess with root port rp (normally a
@@ -62,17 +70,27 @@ func RunCheck(ctx context.Context, sess Session, rp RootPort, o CheckOptions) (s
 	if !run("open IDE_KM requester", func() (string, error) { return "", e }) {
 		return steps, err
 	}
+	link := o.Link
+	if link == nil && o.Device != nil {
+		link = NewLocalLink(o.Device)
+	}
 	host, _ := rp.(KeySource)
-	var dev, hostEnd *LinkEnd
+	var hostEnd *LinkEnd
+	skip := o.SkipReason
+	switch {
+	case host == nil:
+		skip = "the root port's keys are not a key source in this process"
+	case link == nil && skip == "":
+		skip = "no device end of the simulated link"
+	default:
+		hostEnd = NewLinkEnd(host)
+	}
 	linkStep := func(name string, f func() (string, error)) bool {
-		if o.Device == nil || host == nil {
-			steps = append(steps, Step{Name: name, Skipped: true, Detail: "no in-process device and root-port key source"})
+		if link == nil || hostEnd == nil {
+			steps = append(steps, Step{Name: name, Skipped: true, Detail: skip})
 			return true
 		}
 		return run(name, f)
-	}
-	if o.Device != nil && host != nil {
-		dev, hostEnd = NewLinkEnd(o.Device), NewLinkEnd(host)
 	}
 	ok := run("QUERY", func() (string, error) {
 		r, err := q.Query(ctx, o.Port)
@@ -83,7 +101,7 @@ func RunCheck(ctx context.Context, sess Session, rp RootPort, o CheckOptions) (s
 	}) &&
 		run("KEY_PROG K0 (6 keys)", func() (string, error) { return "", q.ProgramKeySet(ctx, o.Port, o.Stream, K0) }) &&
 		run("K_SET_GO K0", func() (string, error) { return "", q.Go(ctx, o.Port, o.Stream, K0) }) &&
-		linkStep("link check K0", func() (string, error) { return "", CheckLink(dev, hostEnd, o.Stream) }) &&
+		linkStep("link check K0", func() (string, error) { return "", CheckDeviceLink(ctx, link, o.Port, hostEnd, o.Stream) }) &&
 		run("rotate to K1", func() (string, error) {
 			ks, err := q.Rotate(ctx, o.Port, o.Stream)
 			if err == nil && ks != K1 {
@@ -91,15 +109,28 @@ func RunCheck(ctx context.Context, sess Session, rp RootPort, o CheckOptions) (s
 			}
 			return "", err
 		}) &&
-		linkStep("link check K1", func() (string, error) { return "", CheckLink(dev, hostEnd, o.Stream) }) &&
+		linkStep("link check K1", func() (string, error) { return "", CheckDeviceLink(ctx, link, o.Port, hostEnd, o.Stream) }) &&
 		linkStep("K0 refused after rotation", func() (string, error) {
-			t, err := dev.Send(o.Stream, PR, []byte{0x40, 0, 0, 1}, []byte("probe"))
+			// A TLP the root port protected under K1, its prefix rewritten
+			// to K0: the device refuses the stale key set before it opens
+			// anything. The same TLP under K1 then goes through, which
+			// also keeps both ends' K1 counters in step.
+			hdr, data := []byte{0x40, 0, 0, 1}, []byte("probe")
+			t, err := hostEnd.Send(o.Stream, PR, hdr, data)
 			if err != nil {
 				return "", err
 			}
-			t.KeySet = K0
-			if _, err := hostEnd.Receive(t); !errors.Is(err, ErrKeySetNotInUse) {
+			stale := t
+			stale.KeySet = K0
+			if _, err := link.Exchange(ctx, o.Port, stale); !errors.Is(err, ErrKeySetNotInUse) {
 				return "", fmt.Errorf("a TLP marked K0 after rotation: %v", err)
+			}
+			back, err := link.Exchange(ctx, o.Port, t)
+			if err != nil {
+				return "", fmt.Errorf("the same TLP under K1: %w", err)
+			}
+			if got, err := hostEnd.Receive(back); err != nil || string(got) != string(data) {
+				return "", fmt.Errorf("the answer under K1: %q, %v", got, err)
 			}
 			return "", nil
 		}) &&

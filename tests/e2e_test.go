@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/hostshim"
+	"github.com/devattest/devattest/ide"
 )
 
 var wantProtocols = []doe.Protocol{doe.ProtocolDiscovery, doe.ProtocolCMA, doe.ProtocolSecuredCMA}
@@ -311,7 +313,10 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 		"--listen", "unix:"+shimSock, "--device", "socket:unix:"+devSock))
 	waitSocket(t, shimSock, shim)
 
-	// Discovery through the shim, as JSON.
+	// Discovery through the shim, as JSON. The shim forwards discovery as
+	// it is, so the device's simulated IDE link (which the shim will not
+	// forward) is listed too.
+	devProtocols := append(slices.Clone(wantProtocols), ide.LinkProtocol)
 	stdout, stderr, code := run(t, devattest, "probe", "--connect", "unix:"+shimSock, "--discovery", "--json")
 	if code != 0 {
 		t.Fatalf("probe --discovery --json exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -326,13 +331,13 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 	if string(out.Error) != "null" {
 		t.Errorf(`"error" = %s, want null`, out.Error)
 	}
-	if len(out.Protocols) != len(wantProtocols) {
-		t.Fatalf("probe listed %d protocols, want %d:\n%s", len(out.Protocols), len(wantProtocols), stdout)
+	if len(out.Protocols) != len(devProtocols) {
+		t.Fatalf("probe listed %d protocols, want %d:\n%s", len(out.Protocols), len(devProtocols), stdout)
 	}
-	for i, p := range wantProtocols {
+	for i, p := range devProtocols {
 		got := out.Protocols[i]
 		// Numbers must be JSON numbers, not strings.
-		for field, want := range map[string]string{"vendor": "1", "type": string(rune('0' + p.Type))} {
+		for field, want := range map[string]string{"vendor": strconv.Itoa(int(p.Vendor)), "type": strconv.Itoa(int(p.Type))} {
 			if string(got[field]) != want {
 				t.Errorf("protocol %d: %q = %s, want the JSON number %s", i, field, got[field], want)
 			}
@@ -371,40 +376,34 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 		t.Fatalf("probe --trust-anchor reported\n%s", stdout)
 	}
 
-	// A secure session with IDE keying through the shim: every step ok.
-	stdout, stderr, code = run(t, devattest, "probe", "--connect", "unix:"+shimSock, "--trust-anchor", rootPEM, "--session", "--ide", "--json")
-	if code != 0 {
-		t.Fatalf("probe --session --ide exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
-	}
-	var sess struct {
-		Session struct {
-			ID    string `json:"id"`
-			Steps []struct {
-				Name    string `json:"name"`
-				OK      bool   `json:"ok"`
-				Skipped bool   `json:"skipped"`
-			} `json:"steps"`
-			OK bool `json:"ok"`
-		} `json:"session"`
-		IDE struct {
-			Steps []struct {
-				Name    string `json:"name"`
-				OK      bool   `json:"ok"`
-				Skipped bool   `json:"skipped"`
-			} `json:"steps"`
-			OK bool `json:"ok"`
-		} `json:"ide"`
-	}
-	if err := json.Unmarshal([]byte(stdout), &sess); err != nil {
-		t.Fatalf("probe --session --ide output: %v\n%s", err, stdout)
-	}
-	if !sess.Session.OK || sess.Session.ID == "" || len(sess.Session.Steps) < 5 || !sess.IDE.OK || len(sess.IDE.Steps) < 5 {
-		t.Fatalf("probe --session --ide reported\n%s", stdout)
-	}
-	for _, st := range append(sess.Session.Steps, sess.IDE.Steps...) {
-		if !st.OK && !st.Skipped {
-			t.Fatalf("step %q failed:\n%s", st.Name, stdout)
+	// A secure session with IDE keying through the shim: every step ok,
+	// except the simulated link's, which the shim does not forward: those
+	// are skipped, and say why.
+	sess := probeSessionIDE(t, devattest, "unix:"+shimSock, rootPEM)
+	for _, st := range sess.IDE.Steps {
+		if isLinkStep(st.Name) && (!st.Skipped || !strings.Contains(st.Detail, "refuses")) {
+			t.Errorf("through the shim, link step %+v: want skipped because the shim refuses the protocol", st)
 		}
+	}
+	if !strings.Contains(shim.stderr.String(), `"result":"not_allowed"`) {
+		t.Errorf("shim's audit log lacks the refused link protocol:\n%s", shim.stderr)
+	}
+
+	// Directly to devsim (no shim on the way): the link steps run, the
+	// root port's keys in the probe and the device's in devsim, only
+	// protected TLPs crossing.
+	sess = probeSessionIDE(t, devattest, "unix:"+devSock, rootPEM)
+	links := 0
+	for _, st := range sess.IDE.Steps {
+		if isLinkStep(st.Name) {
+			links++
+			if !st.OK || st.Skipped {
+				t.Errorf("directly to devsim, link step %+v: want ok, not skipped", st)
+			}
+		}
+	}
+	if links != 3 {
+		t.Errorf("directly to devsim: %d link steps, want 3: %+v", links, sess.IDE.Steps)
 	}
 
 	// Against another root the chain is refused: exit 1, verified false.
@@ -422,7 +421,7 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("devattest-guest discover exited %d\nstderr:\n%s", code, stderr)
 	}
-	wantLines := "0001:00 DOE Discovery\n0001:01 CMA/SPDM\n0001:02 Secured CMA/SPDM\n"
+	wantLines := "0001:00 DOE Discovery\n0001:01 CMA/SPDM\n0001:02 Secured CMA/SPDM\n1234:49 vendor 0x1234 type 73\n"
 	if stdout != wantLines {
 		t.Errorf("devattest-guest discover printed\n%s\nwant\n%s", stdout, wantLines)
 	}
@@ -469,4 +468,53 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 		t.Errorf("exchange through a stopped shim succeeded")
 	}
 	dev.terminate(t)
+}
+
+// sessionIDEReport is the part of `probe --session --ide --json` the
+// tests read.
+type sessionIDEReport struct {
+	Session struct {
+		ID    string     `json:"id"`
+		Steps []stepJSON `json:"steps"`
+		OK    bool       `json:"ok"`
+	} `json:"session"`
+	IDE struct {
+		Steps []stepJSON `json:"steps"`
+		OK    bool       `json:"ok"`
+	} `json:"ide"`
+}
+
+type stepJSON struct {
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Skipped bool   `json:"skipped"`
+	Detail  string `json:"detail"`
+}
+
+func isLinkStep(name string) bool {
+	return strings.HasPrefix(name, "link check") || strings.Contains(name, "refused after rotation")
+}
+
+// probeSessionIDE runs `probe --session --ide --json` against addr and
+// checks that the session and IDE_KM succeeded with every step ok or
+// skipped.
+func probeSessionIDE(t *testing.T, devattest, addr, rootPEM string) sessionIDEReport {
+	t.Helper()
+	stdout, stderr, code := run(t, devattest, "probe", "--connect", addr, "--trust-anchor", rootPEM, "--session", "--ide", "--json")
+	if code != 0 {
+		t.Fatalf("probe --session --ide at %s exited %d\nstdout:\n%s\nstderr:\n%s", addr, code, stdout, stderr)
+	}
+	var sess sessionIDEReport
+	if err := json.Unmarshal([]byte(stdout), &sess); err != nil {
+		t.Fatalf("probe --session --ide output: %v\n%s", err, stdout)
+	}
+	if !sess.Session.OK || sess.Session.ID == "" || len(sess.Session.Steps) < 5 || !sess.IDE.OK || len(sess.IDE.Steps) != 9 {
+		t.Fatalf("probe --session --ide at %s reported\n%s", addr, stdout)
+	}
+	for _, st := range append(sess.Session.Steps, sess.IDE.Steps...) {
+		if !st.OK && !st.Skipped {
+			t.Fatalf("step %q failed:\n%s", st.Name, stdout)
+		}
+	}
+	return sess
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/devattest/devattest/devsim"
@@ -53,6 +54,7 @@ type stepJSON struct {
 	OK      bool   `json:"ok"`
 	Skipped bool   `json:"skipped,omitempty"`
 	Error   string `json:"error,omitempty"`
+	Detail  string `json:"detail,omitempty"` // why a step was skipped
 }
 
 type algorithmsJSON struct {
@@ -192,6 +194,11 @@ func authenticate(ctx context.Context, pf probeFlags, cfg secchan.RequesterConfi
 		return err
 	}
 	defer endConn(c, pf.end)
+	var link simLink
+	if pf.session && pf.ide {
+		// Before SPDM, over the same connection: discovery is harmless.
+		link = findSimLink(ctx, c, pf)
+	}
 	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: c}, cfg)
 	if err := q.Connect(ctx); err != nil {
 		return err
@@ -255,7 +262,7 @@ func authenticate(ctx context.Context, pf probeFlags, cfg secchan.RequesterConfi
 	}
 	rep.Verified = true
 	if pf.session {
-		return runSession(ctx, pf, q, rep)
+		return runSession(ctx, pf, q, link, rep)
 	}
 	return nil
 }
@@ -263,7 +270,7 @@ func authenticate(ctx context.Context, pf probeFlags, cfg secchan.RequesterConfi
 // runSession opens a secure session and exercises it: heartbeat, key
 // updates in both directions, signed measurements inside, END_SESSION.
 // Every step is recorded; the first failure stops the run.
-func runSession(ctx context.Context, pf probeFlags, q *secchan.Requester, rep *spdmReport) error {
+func runSession(ctx context.Context, pf probeFlags, q *secchan.Requester, link simLink, rep *spdmReport) error {
 	neg := q.Negotiated()
 	sj := &sessionJSON{AEAD: secchan.AEADName(neg.AEAD), PSK: pf.psk != nil, Steps: []stepJSON{}}
 	if pf.psk == nil {
@@ -311,7 +318,7 @@ func runSession(ctx context.Context, pf probeFlags, q *secchan.Requester, rep *s
 		}
 	}
 	if pf.ide {
-		if err := runIDE(ctx, pf, ss, neg.Version, rep); err != nil {
+		if err := runIDE(ctx, pf, ss, neg.Version, link, rep); err != nil {
 			_ = ss.End(ctx)
 			return err
 		}
@@ -323,20 +330,60 @@ func runSession(ctx context.Context, pf probeFlags, q *secchan.Requester, rep *s
 	return nil
 }
 
+// simLink is the device end of the simulated IDE link for runIDE, or why
+// there is none.
+type simLink struct {
+	dev  ide.DeviceLink
+	skip string
+}
+
+// noSimLink is the reason the link steps are skipped against a device
+// that does not list ide.LinkProtocol: every real device.
+const noSimLink = "the device offers no simulated link (a real link is checked by hardware)"
+
+// findSimLink walks DOE discovery on c and, if the peer lists
+// ide.LinkProtocol (devsim does; it is simulation only, not PCI-SIG),
+// asks its device end whether it serves the IDE port. A peer on the way
+// that does not forward the protocol (the shim's default allowlist) leaves
+// the link steps skipped, with that reason.
+func findSimLink(ctx context.Context, c doe.Mailbox, pf probeFlags) simLink {
+	protos, err := doe.Discover(ctx, c, uint8(pf.discoveryVer))
+	if err != nil {
+		return simLink{skip: fmt.Sprintf("%s; DOE discovery failed: %v", noSimLink, err)}
+	}
+	if !slices.Contains(protos, ide.LinkProtocol) {
+		return simLink{skip: noSimLink}
+	}
+	r := ide.NewRemoteLink(c)
+	if err := r.Hello(ctx, pf.idePort); errors.Is(err, doe.ErrRefused) {
+		return simLink{skip: "the device lists a simulated link, but the way to it refuses that protocol (a shim forwards only discovery and CMA/SPDM): " + err.Error()}
+	}
+	// Any other answer: use the link, and let its steps report what fails.
+	return simLink{dev: r}
+}
+
 // runIDE programs IDE keys over the session and runs the IDE_KM check:
-// QUERY, K0, GO, rotate to K1, STOP. The root-port half of each key goes
-// to a simulated root port in this process; a real deployment hands it to
-// whatever the platform trusts (a TSM, trusted firmware), never to the
-// host in the clear. A remote device's keys cannot be read, so the
-// simulated link's checks are reported as skipped here.
-func runIDE(ctx context.Context, pf probeFlags, ss *secchan.SecureSession, v secchan.Version, rep *spdmReport) error {
+// QUERY, K0, GO, link check, rotate to K1, link check, K0 refused, STOP.
+// The root-port half of each key goes to a simulated root port in this
+// process; a real deployment hands it to whatever the platform trusts (a
+// TSM, trusted firmware), never to the host in the clear. A remote
+// device's keys cannot be read; the link steps run only against a device
+// that offers the simulated link (devsim, ide.LinkProtocol), where
+// protected TLPs cross and each end keeps its own keys, and are reported
+// as skipped otherwise.
+func runIDE(ctx context.Context, pf probeFlags, ss *secchan.SecureSession, v secchan.Version, link simLink, rep *spdmReport) error {
 	ij := &ideJSON{Stream: pf.ideStream, Port: pf.idePort, Steps: []stepJSON{}}
 	rep.IDE = ij
-	steps, err := ide.RunCheck(ctx, ss, &ide.SimRootPort{}, ide.CheckOptions{Version: v, Port: pf.idePort, Stream: pf.ideStream})
+	rp := &ide.SimRootPort{}
+	defer rp.Zero()
+	steps, err := ide.RunCheck(ctx, ss, rp, ide.CheckOptions{Version: v, Port: pf.idePort, Stream: pf.ideStream, Link: link.dev, SkipReason: link.skip})
 	for _, st := range steps {
 		s := stepJSON{Name: st.Name, OK: st.Err == nil && !st.Skipped, Skipped: st.Skipped}
 		if st.Err != nil {
 			s.Error = st.Err.Error()
+		}
+		if st.Skipped {
+			s.Detail = st.Detail
 		}
 		ij.Steps = append(ij.Steps, s)
 	}
@@ -368,7 +415,7 @@ func printSPDM(w io.Writer, addr string, rep *spdmReport) {
 			res := "ok"
 			switch {
 			case st.Skipped:
-				res = "skipped (the device's keys are not readable from here)"
+				res = "skipped: " + st.Detail
 			case !st.OK:
 				res = "FAILED: " + st.Error
 			}
