@@ -33,43 +33,37 @@ func WrapResponse(v secchan.Version, m Message) []byte {
 // VENDOR_DEFINED_REQUEST (no bytes may follow it). An error wrapping
 // ErrNotIDEKM means the message is valid but for someone else.
 func UnwrapRequest(msg []byte) (secchan.Version, []byte, error) {
-	var r secchan.VendorDefinedRequest
-	n, err := r.Decode(msg)
-	if err != nil {
-		return 0, nil, err
-	}
-	if n != len(msg) {
-		return 0, nil, fmt.Errorf("%w: %d bytes after VENDOR_DEFINED_REQUEST", ErrMalformed, len(msg)-n)
-	}
-	p, err := r.PCI()
-	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %w", ErrNotIDEKM, err)
-	}
-	if err := checkIDEKM(p); err != nil {
-		return 0, nil, err
-	}
-	return r.Version, p.Body, nil
+	return unwrap(msg, &secchan.VendorDefinedRequest{}, "VENDOR_DEFINED_REQUEST")
 }
 
 // UnwrapResponse takes the IDE_KM object out of a whole
 // VENDOR_DEFINED_RESPONSE.
 func UnwrapResponse(msg []byte) (secchan.Version, []byte, error) {
-	var r secchan.VendorDefinedResponse
-	n, err := r.Decode(msg)
+	return unwrap(msg, &secchan.VendorDefinedResponse{}, "VENDOR_DEFINED_RESPONSE")
+}
+
+// vendorMessage is a VENDOR_DEFINED request or response.
+type vendorMessage interface {
+	Decode(b []byte) (int, error)
+	PCI() (secchan.PCIPayload, error)
+}
+
+func unwrap(msg []byte, m vendorMessage, name string) (secchan.Version, []byte, error) {
+	n, err := m.Decode(msg)
 	if err != nil {
 		return 0, nil, err
 	}
 	if n != len(msg) {
-		return 0, nil, fmt.Errorf("%w: %d bytes after VENDOR_DEFINED_RESPONSE", ErrMalformed, len(msg)-n)
+		return 0, nil, fmt.Errorf("%w: %d bytes after %s", ErrMalformed, len(msg)-n, name)
 	}
-	p, err := r.PCI()
+	p, err := m.PCI()
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %w", ErrNotIDEKM, err)
 	}
 	if err := checkIDEKM(p); err != nil {
 		return 0, nil, err
 	}
-	return r.Version, p.Body, nil
+	return secchan.Version(msg[0]), p.Body, nil // the decoded header's SPDMVersion
 }
 
 func checkIDEKM(p secchan.PCIPayload) error {
