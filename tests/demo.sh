@@ -41,6 +41,13 @@ bin/devattest probe --connect "unix:$out/shim.sock" --trust-anchor "$out/devsim-
 bin/devattest probe --connect "unix:$out/shim.sock" --trust-anchor "$out/devsim-root.pem" --json > "$out/spdm.json"
 echo "   (as JSON in $out/spdm.json)"
 echo
+echo "== a secure session with IDE keys, through the shim"
+echo "   (the shim forwards only discovery and CMA types, so the simulated link check is skipped here)"
+bin/devattest probe --connect "unix:$out/shim.sock" --trust-anchor "$out/devsim-root.pem" --session --ide | sed -n '/IDE /,/END_SESSION/p'
+echo
+echo "== the same straight to devsim, where the simulated IDE link carries protected TLPs"
+bin/devattest probe --connect "unix:$out/devsim.sock" --trust-anchor "$out/devsim-root.pem" --session --ide | sed -n '/IDE /,/session /p'
+echo
 echo "== the shim refuses a DOE type it does not forward (CXL CDAT):"
 if bin/devattest probe --connect "unix:$out/shim.sock" --raw 981e02000300000000000000 2>&1; then
   echo "demo: the shim forwarded a disallowed type" >&2
