@@ -13,7 +13,7 @@
 //
 // Producers: New returns a real attester (configfs-tsm first, then the legacy
 // device files) or a fake built on the libraries' own test signers
-// (go-sev-guest's fake AMD-SP, the go-tpm-tools TPM simulator). Verifiers:
+// (go-sev-guest's fake AMD-SP, a test-only Intel PCK chain that go-tdx-guest's verifier accepts with its test root, the go-tpm-tools TPM simulator). Verifiers:
 // VerifySNP, VerifyTPM, VerifyTDX and VerifyReport work offline.
 //
 // This package never imports hostshim, devsim or policy.
@@ -130,7 +130,11 @@ func New(kind string, opts Options) (Attester, error) {
 	case "fake-snp":
 		return NewFakeSNP()
 	case "fake-tdx":
-		return NewFakeTDX(opts)
+		f, err := NewFakeTDX(opts)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
 	case "fake-tpm":
 		return NewFakeTPM(opts)
 	case "auto":

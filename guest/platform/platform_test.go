@@ -179,12 +179,6 @@ func TestFakeTPMOnePerProcess(t *testing.T) {
 	})
 }
 
-func TestFakeTDXNotAvailable(t *testing.T) {
-	if _, err := New("fake-tdx", Options{}); !errors.Is(err, ErrNotAvailable) {
-		t.Errorf("fake-tdx: err = %v, want ErrNotAvailable", err)
-	}
-}
-
 func TestNewUnknownKind(t *testing.T) {
 	if _, err := New("sgx", Options{}); err == nil {
 		t.Error("unknown kind accepted")
