@@ -12,9 +12,11 @@
 // binding".
 //
 // Producers: New returns a real attester (configfs-tsm first, then the legacy
-// device files) or a fake built on the libraries' own test signers
-// (go-sev-guest's fake AMD-SP, a test-only Intel PCK chain that go-tdx-guest's verifier accepts with its test root, the go-tpm-tools TPM simulator). Verifiers:
-// VerifySNP, VerifyTPM, VerifyTDX and VerifyReport work offline.
+// device files) or a fake built on the libraries' own test signers:
+// go-sev-guest's fake AMD-SP, a test-only Intel PCK chain that
+// go-tdx-guest's verifier accepts with its test root, and the go-tpm-tools
+// TPM simulator. Verifiers: VerifySNP, VerifyTPM, VerifyTDX and
+// VerifyReport work offline.
 //
 // This package never imports hostshim, devsim or policy.
 package platform
