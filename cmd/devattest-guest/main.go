@@ -1,9 +1,11 @@
 // Command devattest-guest runs inside the confidential VM. It reaches each
 // assigned VF's DOE mailbox only through the host shim's socket framing.
 //
-// For now it can list a VF's DOE protocols through the shim; device
-// attestation, sessions, IDE keying and platform binding arrive with the
-// secchan, ide and guest packages.
+// attest runs the one-shot boot attestation (package guest): every
+// configured device through its shim, the platform report binding the
+// evidence, and the combined report (package evidence) as JSON. It exits 0
+// only if every required device passed and the platform report was made.
+// discover lists a VF's DOE protocols through the shim.
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 const usage = `usage: devattest-guest <command> [flags]
 
 commands:
+  attest     attest every configured device and write the combined report
   discover   list the DOE protocols of the VF behind a shim address
 `
 
@@ -35,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "attest":
+		return runAttest(args[1:], stdout, stderr)
 	case "discover":
 		return runDiscover(args[1:], stdout, stderr)
 	case "-h", "--help", "help":

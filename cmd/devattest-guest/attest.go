@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/devattest/devattest/cmd/internal/cli"
+	"github.com/devattest/devattest/evidence"
+	"github.com/devattest/devattest/guest"
+)
+
+func runAttest(args []string, stdout, stderr io.Writer) int {
+	const prog = "devattest-guest attest"
+	fs := cli.NewFlagSet(prog, prog+" --config FILE [--out FILE] [--nonce HEX]")
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "the guest configuration (YAML)")
+	out := fs.String("out", "", "write the combined report (JSON) to this file")
+	nonceHex := fs.String("nonce", "", "the owner's nonce in hex (default: 32 random bytes)")
+	timeout := fs.Duration("timeout", 2*time.Minute, "deadline for the whole attestation")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *cfgPath == "" || fs.NArg() != 0 || *timeout <= 0 {
+		fs.Usage()
+		return 2
+	}
+	nonce, err := ownerNonce(*nonceHex)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: --nonce: %v\n", prog, err)
+		return 2
+	}
+	cfg, err := guest.LoadConfig(*cfgPath)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	ctx, cancel := cli.SignalContext()
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, *timeout)
+	defer cancelT()
+
+	rep, attErr := guest.Attest(ctx, cfg, nonce)
+	if rep != nil {
+		printSummary(stdout, cfg, rep)
+		if *out != "" {
+			b, err := evidence.Marshal(rep)
+			if err == nil {
+				err = os.WriteFile(*out, b, 0o644)
+			}
+			if err != nil {
+				return cli.Fail(stderr, prog, fmt.Errorf("writing the report: %w", err))
+			}
+			fmt.Fprintf(stdout, "report written to %s\n", *out)
+		}
+	}
+	if attErr != nil {
+		return cli.Fail(stderr, prog, attErr)
+	}
+	return 0
+}
+
+func ownerNonce(h string) ([]byte, error) {
+	if h == "" {
+		b := make([]byte, 32)
+		_, err := rand.Read(b)
+		return b, err
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 || len(b) > evidence.MaxNonceSize {
+		return nil, fmt.Errorf("want 1 to %d bytes, got %d", evidence.MaxNonceSize, len(b))
+	}
+	return b, nil
+}
+
+// printSummary writes one block per device and the platform binding.
+func printSummary(w io.Writer, cfg *guest.Config, rep *evidence.Report) {
+	fmt.Fprintf(w, "owner nonce %x\n", rep.Nonce)
+	for i, d := range rep.Devices {
+		req := "required"
+		if !cfg.Devices[i].IsRequired() {
+			req = "optional"
+		}
+		if !d.OK() {
+			fmt.Fprintf(w, "device %s (%s): FAILED at %s: %s\n", d.Label, req, d.FailedStep, d.Error)
+			continue
+		}
+		fmt.Fprintf(w, "device %s (%s): ok\n", d.Label, req)
+		fmt.Fprintf(w, "  SPDM %s, %s / %s, capabilities %s\n", d.SPDMVersion, d.Algorithms.BaseAsym, d.Algorithms.BaseHash, strings.Join(d.Capabilities, " "))
+		fmt.Fprintf(w, "  certificate chain validated (%d bytes), %d signed measurement blocks\n", len(d.CertChain), len(d.Measurements.Blocks))
+		if s := d.Session; s != nil {
+			fmt.Fprintf(w, "  session 0x%08x, %s, ended %v\n", s.ID, s.AEAD, s.Ended)
+		}
+		if x := d.IDE; x != nil {
+			fmt.Fprintf(w, "  IDE port %d stream %d key set %s, sub-streams %s (%s)\n", x.Port, x.Stream, x.KeySet, strings.Join(x.SubStreams, " "), x.RootPort)
+		}
+	}
+	p := rep.Platform
+	if len(p.Report) > 0 {
+		fmt.Fprintf(w, "platform %s: report over the evidence (%d bytes), boot binding: %s\n", p.Kind, len(p.Report), p.BootBinding)
+	} else {
+		fmt.Fprintf(w, "platform %s: NO REPORT, boot binding: %s\n", p.Kind, p.BootBinding)
+	}
+	if p.Error != "" {
+		fmt.Fprintf(w, "  platform error: %s\n", p.Error)
+	}
+}

@@ -1,0 +1,188 @@
+package guest
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/devattest/devattest/doe"
+)
+
+// Config is the guest service's configuration (YAML):
+//
+//	platform: auto          # fake-snp, fake-tpm, snp, tdx, tpm or auto
+//	ide: true               # key IDE on every device (default false)
+//	devices:
+//	  - label: "0000:01:00.1"
+//	    shim: vsock:2:7000  # unix:PATH, HOST:PORT or vsock:CID:PORT
+//	    required: true      # default true
+//	    trust_anchors: [/etc/devattest/vendor-root.pem]
+//
+// Unknown keys are errors. Trust anchors come from the measured image,
+// never from the host.
+type Config struct {
+	Platform string         `yaml:"platform"`
+	IDE      bool           `yaml:"ide"`
+	Devices  []DeviceConfig `yaml:"devices"`
+}
+
+// DeviceConfig is one assigned device.
+type DeviceConfig struct {
+	// Label is what the guest calls the device (e.g. its BDF).
+	Label string `yaml:"label"`
+	// Shim is the host shim's address for this device.
+	Shim string `yaml:"shim"`
+	// Required: the device must pass for Attest to succeed (default true).
+	Required *bool `yaml:"required"`
+	// TrustAnchors are PEM files of the roots the device's chain must
+	// reach; relative paths are relative to the configuration file.
+	TrustAnchors []string `yaml:"trust_anchors"`
+	// IDE keys IDE on this device (also set by Config.IDE).
+	IDE bool `yaml:"ide"`
+
+	// Anchors are the loaded trust anchors (LoadAnchors fills them from
+	// TrustAnchors; tests may set them directly).
+	Anchors []*x509.Certificate `yaml:"-"`
+}
+
+// IsRequired reports whether the device must pass.
+func (d *DeviceConfig) IsRequired() bool { return d.Required == nil || *d.Required }
+
+// Platforms accepted in Config.Platform.
+var platforms = []string{"auto", "snp", "tdx", "tpm", "fake-snp", "fake-tpm", "fake-tdx"}
+
+// ErrConfig wraps every configuration error.
+var ErrConfig = errors.New("guest: bad configuration")
+
+// ParseConfig parses and checks a configuration. Relative trust-anchor
+// paths are resolved against dir; anchors are not loaded (LoadAnchors).
+func ParseConfig(b []byte, dir string) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if c.Platform == "" {
+		c.Platform = "auto"
+	}
+	if !slices.Contains(platforms, c.Platform) {
+		return nil, fmt.Errorf("%w: platform %q (want one of %s)", ErrConfig, c.Platform, strings.Join(platforms, ", "))
+	}
+	if len(c.Devices) == 0 {
+		return nil, fmt.Errorf("%w: no devices", ErrConfig)
+	}
+	seen := map[string]bool{}
+	for i := range c.Devices {
+		d := &c.Devices[i]
+		if d.Label == "" {
+			return nil, fmt.Errorf("%w: device %d has no label", ErrConfig, i)
+		}
+		if seen[d.Label] {
+			return nil, fmt.Errorf("%w: device label %q repeated", ErrConfig, d.Label)
+		}
+		seen[d.Label] = true
+		if _, err := ParseShimAddr(d.Shim); err != nil {
+			return nil, fmt.Errorf("%w: device %q: %w", ErrConfig, d.Label, err)
+		}
+		if len(d.TrustAnchors) == 0 {
+			return nil, fmt.Errorf("%w: device %q has no trust_anchors", ErrConfig, d.Label)
+		}
+		for j, p := range d.TrustAnchors {
+			if !filepath.IsAbs(p) && dir != "" {
+				d.TrustAnchors[j] = filepath.Join(dir, p)
+			}
+		}
+		d.IDE = d.IDE || c.IDE
+	}
+	return &c, nil
+}
+
+// LoadConfig reads, parses and checks a configuration file and loads
+// every device's trust anchors.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c, err := ParseConfig(b, filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	for i := range c.Devices {
+		if err := c.Devices[i].LoadAnchors(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	return c, nil
+}
+
+// LoadAnchors reads the PEM certificates named in TrustAnchors into Anchors.
+func (d *DeviceConfig) LoadAnchors() error {
+	var out []*x509.Certificate
+	for _, p := range d.TrustAnchors {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("device %q: trust anchor: %w", d.Label, err)
+		}
+		n := 0
+		for {
+			var blk *pem.Block
+			blk, b = pem.Decode(b)
+			if blk == nil {
+				break
+			}
+			if blk.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return fmt.Errorf("device %q: trust anchor %s: %w", d.Label, p, err)
+			}
+			out = append(out, c)
+			n++
+		}
+		if n == 0 {
+			return fmt.Errorf("device %q: trust anchor %s: no PEM CERTIFICATE", d.Label, p)
+		}
+	}
+	d.Anchors = out
+	return nil
+}
+
+// ShimAddr is a parsed shim address.
+type ShimAddr struct {
+	// Network is "unix", "tcp" or "vsock".
+	Network string
+	// Addr is the doe.ParseAddr form for unix and tcp.
+	Addr      string
+	CID, Port uint32
+}
+
+// ParseShimAddr parses "unix:PATH", "HOST:PORT" (or "tcp:HOST:PORT") and
+// "vsock:CID:PORT".
+func ParseShimAddr(s string) (ShimAddr, error) {
+	if rest, ok := strings.CutPrefix(s, "vsock:"); ok {
+		cs, ps, ok := strings.Cut(rest, ":")
+		cid, err1 := strconv.ParseUint(cs, 10, 32)
+		port, err2 := strconv.ParseUint(ps, 10, 32)
+		if !ok || err1 != nil || err2 != nil {
+			return ShimAddr{}, fmt.Errorf("shim address %q: want vsock:CID:PORT", s)
+		}
+		return ShimAddr{Network: "vsock", CID: uint32(cid), Port: uint32(port)}, nil
+	}
+	network, _, err := doe.ParseAddr(s)
+	if err != nil {
+		return ShimAddr{}, fmt.Errorf("shim address: %w", err)
+	}
+	return ShimAddr{Network: network, Addr: s}, nil
+}

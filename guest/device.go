@@ -1,0 +1,313 @@
+// Package guest is the guest service: it attests every assigned device
+// through the host shim and binds the device evidence into the platform's
+// attestation report (DESIGN.md, "Evidence and binding").
+//
+// One device, in order (AttestDevice; each step's name is what a failure
+// records):
+//
+//	connect           dial the shim (doe socket framing)
+//	discovery         DOE discovery; CMA/SPDM must be listed
+//	VCA               GET_VERSION, GET_CAPABILITIES, NEGOTIATE_ALGORITHMS
+//	GET_DIGESTS
+//	GET_CERTIFICATE   slot 0, validated to the device's trust anchors
+//	CHALLENGE         slot 0 (if the device has CHAL_CAP)
+//	KEY_EXCHANGE      KEY_EXCHANGE + FINISH: the secure session
+//	GET_MEASUREMENTS  all blocks, signed, inside the session, with the SPDM
+//	                  nonce derived from the owner's nonce (SPDMNonce)
+//	IDE_KM            optional: ide.RunCheck with a simulated root port
+//	END_SESSION
+//
+// Attest runs every device concurrently, then extends the boot binding
+// and takes the platform report over evidence.UserData.
+package guest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/mdlayher/vsock"
+
+	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/evidence"
+	"github.com/devattest/devattest/ide"
+	"github.com/devattest/devattest/secchan"
+)
+
+// Step names recorded in evidence.Device.FailedStep.
+const (
+	StepAnchors         = "trust anchors"
+	StepConnect         = "connect"
+	StepDiscovery       = "discovery"
+	StepVCA             = "VCA"
+	StepDigests         = "GET_DIGESTS"
+	StepCertificate     = "GET_CERTIFICATE"
+	StepChallenge       = "CHALLENGE"
+	StepKeyExchange     = "KEY_EXCHANGE"
+	StepMeasurements    = "GET_MEASUREMENTS"
+	StepIDE             = "IDE_KM"
+	StepEndSession      = "END_SESSION"
+	certSlot            = 0
+	spdmNonceLabel      = "devattest spdm nonce/1\x00"
+	simulatedRootPort   = "simulated root port"
+	defaultDeviceBudget = 60 * time.Second
+)
+
+// DeviceError is one device's failure: which device, at which step.
+type DeviceError struct {
+	Label string
+	Step  string
+	Err   error
+}
+
+func (e *DeviceError) Error() string {
+	return fmt.Sprintf("device %q failed at %s: %v", e.Label, e.Step, e.Err)
+}
+
+func (e *DeviceError) Unwrap() error { return e.Err }
+
+// SPDMNonce is the requester nonce of a device's signed GET_MEASUREMENTS,
+// derived from the workload owner's nonce so that the device's signature
+// is provably fresh for that owner:
+//
+//	SHA-256( "devattest spdm nonce/1" 0x00 ‖ u16be(len(label)) ‖ label ‖ ownerNonce )
+//
+// (32 bytes, the SPDM nonce size). The label makes each device's nonce
+// distinct. A verifier recomputes it and compares it with the nonce inside
+// the carried GET_MEASUREMENTS request.
+func SPDMNonce(label string, ownerNonce []byte) [secchan.NonceSize]byte {
+	h := sha256.New()
+	h.Write([]byte(spdmNonceLabel))
+	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(label))))
+	h.Write([]byte(label))
+	h.Write(ownerNonce)
+	var out [secchan.NonceSize]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// mailbox is a shim connection.
+type mailbox interface {
+	doe.Mailbox
+	Close() error
+}
+
+// dialShim connects to the shim at addr.
+func dialShim(ctx context.Context, addr string) (mailbox, error) {
+	a, err := ParseShimAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if a.Network == "vsock" {
+		conn, err := vsock.Dial(a.CID, a.Port, nil)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+		}
+		return doe.NewSocketClient(conn), nil
+	}
+	return doe.Dial(ctx, a.Addr)
+}
+
+// AttestDevice attests one device (the steps are in the package comment).
+// It always returns the device's evidence; on failure its Status is
+// evidence.StatusFailed with the failed step named, and the error is a
+// *DeviceError.
+func AttestDevice(ctx context.Context, dev DeviceConfig, ownerNonce []byte) (evidence.Device, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultDeviceBudget)
+		defer cancel()
+	}
+	d := evidence.Device{Label: dev.Label, CertSlot: certSlot, Started: time.Now().UTC()}
+	fail := func(step string, err error) (evidence.Device, error) {
+		d.Status, d.FailedStep, d.Error = evidence.StatusFailed, step, err.Error()
+		d.Finished = time.Now().UTC()
+		return d, &DeviceError{Label: dev.Label, Step: step, Err: err}
+	}
+	if len(dev.Anchors) == 0 {
+		if err := dev.LoadAnchors(); err != nil {
+			return fail(StepAnchors, err)
+		}
+		if len(dev.Anchors) == 0 {
+			return fail(StepAnchors, errors.New("no trust anchors"))
+		}
+	}
+
+	mb, err := dialShim(ctx, dev.Shim)
+	if err != nil {
+		return fail(StepConnect, err)
+	}
+	defer mb.Close()
+
+	protos, err := doe.Discover(ctx, mb, 0)
+	if err != nil {
+		return fail(StepDiscovery, err)
+	}
+	for _, p := range protos {
+		d.Protocols = append(d.Protocols, p.Name())
+	}
+	if !slices.Contains(protos, doe.ProtocolCMA) {
+		return fail(StepDiscovery, errors.New("the device does not list CMA/SPDM"))
+	}
+
+	// The SPDM nonce source: random for CHALLENGE, derived from the
+	// owner's nonce for the signed GET_MEASUREMENTS (set just before it).
+	var derived *[secchan.NonceSize]byte
+	cfg := secchan.DefaultRequesterConfig()
+	cfg.Validator = &secchan.AnchorValidator{Roots: dev.Anchors}
+	cfg.Nonce = func() ([secchan.NonceSize]byte, error) {
+		if derived != nil {
+			return *derived, nil
+		}
+		var n [secchan.NonceSize]byte
+		b, err := randomNonce()
+		copy(n[:], b)
+		return n, err
+	}
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: mb}, cfg)
+
+	if err := q.Connect(ctx); err != nil {
+		return fail(StepVCA, err)
+	}
+	neg := q.Negotiated()
+	d.SPDMVersion = neg.Version.String()
+	d.Algorithms = algorithms(neg)
+	d.Capabilities = secchan.CapabilityNames(neg.RspCaps)
+	d.CapabilityFlags = neg.RspCaps
+	switch {
+	case neg.RspCaps&secchan.CapCert == 0:
+		return fail(StepVCA, errors.New("the device offers no certificates (no CERT_CAP)"))
+	case neg.RspCaps&secchan.CapMeasSig == 0:
+		return fail(StepVCA, errors.New("the device cannot sign measurements (no MEAS_CAP with signatures)"))
+	case neg.RspCaps&secchan.CapKeyEx == 0:
+		return fail(StepVCA, errors.New("the device cannot open a secure session (no KEY_EX_CAP)"))
+	}
+
+	if _, err := q.GetDigests(ctx); err != nil {
+		return fail(StepDigests, err)
+	}
+	chain, err := q.GetCertificate(ctx, certSlot)
+	if err != nil {
+		return fail(StepCertificate, err)
+	}
+	d.CertChain = append([]byte(nil), chain.Raw...)
+	if neg.RspCaps&secchan.CapChal != 0 {
+		if _, err := q.Challenge(ctx, certSlot, secchan.SummaryNone); err != nil {
+			return fail(StepChallenge, err)
+		}
+	}
+
+	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{Slot: certSlot})
+	if err != nil {
+		return fail(StepKeyExchange, err)
+	}
+	d.Session = &evidence.Session{ID: ss.ID(), AEAD: secchan.AEADName(ss.AEAD())}
+	// After a failure inside the session, end it (best effort) so its
+	// keys are zeroed on both sides.
+	failInSession := func(step string, err error) (evidence.Device, error) {
+		_ = ss.End(ctx)
+		return fail(step, err)
+	}
+
+	n := SPDMNonce(dev.Label, ownerNonce)
+	derived = &n
+	res, err := ss.GetMeasurements(ctx, secchan.MeasurementOptions{Operation: secchan.MeasOpAll, Signed: true, Slot: certSlot})
+	derived = nil
+	if err != nil {
+		return failInSession(StepMeasurements, err)
+	}
+	d.Measurements = measurements(res)
+
+	if dev.IDE {
+		d.IDE, err = keyIDE(ctx, ss, neg.Version)
+		if err != nil {
+			return failInSession(StepIDE, err)
+		}
+	}
+
+	if err := ss.End(ctx); err != nil {
+		return fail(StepEndSession, err)
+	}
+	d.Session.Ended = true
+	d.Status = evidence.StatusOK
+	d.Finished = time.Now().UTC()
+	return d, nil
+}
+
+// keyIDE programs IDE keys over the session with ide.RunCheck: QUERY, K0,
+// GO, rotate to K1, STOP. The root-port half of each key goes to an
+// ide.SimRootPort, the simulated root port standing in for whatever the
+// platform trusts to program a real one (a TSM, trusted firmware); it
+// never goes to the host. The link steps are skipped: the device end of
+// the simulated link is not forwarded by the shim.
+func keyIDE(ctx context.Context, ss *secchan.SecureSession, v secchan.Version) (*evidence.IDE, error) {
+	const port, stream = 0, 0
+	rp := &ide.SimRootPort{}
+	defer rp.Zero()
+	steps, err := ide.RunCheck(ctx, ss, rp, ide.CheckOptions{Version: v, Port: port, Stream: stream,
+		SkipReason: "the device end of the simulated link is not reachable through the shim"})
+	out := &evidence.IDE{Port: port, Stream: stream, RootPort: simulatedRootPort, Steps: []evidence.IDEStep{}}
+	for _, s := range ide.SubStreams {
+		out.SubStreams = append(out.SubStreams, s.String())
+	}
+	for _, s := range steps {
+		r := "ok"
+		switch {
+		case s.Err != nil:
+			r = "failed: " + s.Err.Error()
+		case s.Skipped:
+			r = "skipped: " + s.Detail
+		case s.Detail != "":
+			r = "ok: " + s.Detail
+		}
+		out.Steps = append(out.Steps, evidence.IDEStep{Name: s.Name, Result: r})
+		if s.Err == nil && !s.Skipped {
+			switch s.Name {
+			case "K_SET_GO K0":
+				out.KeySet = ide.K0.String()
+			case "rotate to K1":
+				out.KeySet = ide.K1.String()
+			}
+		}
+	}
+	return out, err
+}
+
+func algorithms(n secchan.Negotiated) *evidence.Algorithms {
+	a := &evidence.Algorithms{
+		BaseAsym: secchan.AsymName(n.BaseAsym), BaseAsymBits: n.BaseAsym,
+		BaseHash: secchan.HashName(n.BaseHash), BaseHashBits: n.BaseHash,
+		MeasurementHash: secchan.MeasHashName(n.MeasurementHash), MeasurementHashBits: n.MeasurementHash,
+	}
+	if n.DHE != 0 {
+		a.DHE, a.DHEBits = secchan.DHEName(n.DHE), n.DHE
+	}
+	if n.AEAD != 0 {
+		a.AEAD, a.AEADBits = secchan.AEADName(n.AEAD), n.AEAD
+	}
+	return a
+}
+
+func measurements(res *secchan.MeasurementsResult) *evidence.Measurements {
+	m := &evidence.Measurements{
+		InSession:  true,
+		Nonce:      append([]byte(nil), res.Nonce[:]...),
+		Request:    append([]byte(nil), res.Request...),
+		Response:   append([]byte(nil), res.Response...),
+		Transcript: append([]byte(nil), res.Transcript...),
+		Blocks:     []evidence.Block{},
+	}
+	for _, b := range res.Blocks {
+		t := b.ValueType &^ 0x80
+		m.Blocks = append(m.Blocks, evidence.Block{
+			Index: b.Index, Type: secchan.MeasurementTypeName(t), TypeCode: t,
+			Raw: b.RawBitStream(), Value: hex.EncodeToString(b.Value),
+		})
+	}
+	return m
+}
