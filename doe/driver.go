@@ -310,5 +310,5 @@ func (d *Driver) poll(ctx context.Context, what string, done func(uint32) bool) 
 
 const (
 	minPollSleep = 5 * time.Microsecond
-	maxPollSleep = 5 * time.Millisecond
+	maxPollSleep = time.Millisecond
 )
