@@ -6,11 +6,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -26,6 +28,11 @@ import (
 //	    shim: vsock:2:7000  # unix:PATH, HOST:PORT or vsock:CID:PORT
 //	    required: true      # default true
 //	    trust_anchors: [/etc/devattest/vendor-root.pem]
+//	remeasure_interval: 5m  # the daemon's periodic re-measurement (default 5m)
+//	api:
+//	  unix: /run/devattest/guest.sock  # the daemon's API socket (mode 0660)
+//	  tcp: 127.0.0.1:7443              # optional; loopback unless allow_remote
+//	  allow_remote: false
 //
 // Unknown keys are errors. Trust anchors come from the measured image,
 // never from the host.
@@ -33,7 +40,26 @@ type Config struct {
 	Platform string         `yaml:"platform"`
 	IDE      bool           `yaml:"ide"`
 	Devices  []DeviceConfig `yaml:"devices"`
+	// RemeasureInterval is how often the daemon re-measures each device
+	// inside its session (default DefaultRemeasureInterval).
+	RemeasureInterval time.Duration `yaml:"remeasure_interval"`
+	// API is where the daemon serves its HTTP API.
+	API APIConfig `yaml:"api"`
 }
+
+// APIConfig is the daemon's HTTP API listeners.
+type APIConfig struct {
+	// Unix is the path of the API's unix socket (created with mode 0660).
+	Unix string `yaml:"unix"`
+	// TCP is an optional TCP address; it must be a loopback address
+	// unless AllowRemote is set.
+	TCP string `yaml:"tcp"`
+	// AllowRemote permits a non-loopback TCP address.
+	AllowRemote bool `yaml:"allow_remote"`
+}
+
+// DefaultRemeasureInterval is the default of Config.RemeasureInterval.
+const DefaultRemeasureInterval = 5 * time.Minute
 
 // DeviceConfig is one assigned device.
 type DeviceConfig struct {
@@ -80,6 +106,17 @@ func ParseConfig(b []byte, dir string) (*Config, error) {
 	}
 	if len(c.Devices) == 0 {
 		return nil, fmt.Errorf("%w: no devices", ErrConfig)
+	}
+	switch {
+	case c.RemeasureInterval == 0:
+		c.RemeasureInterval = DefaultRemeasureInterval
+	case c.RemeasureInterval < time.Second:
+		return nil, fmt.Errorf("%w: remeasure_interval %v is below 1s", ErrConfig, c.RemeasureInterval)
+	}
+	if c.API.TCP != "" {
+		if err := checkTCPAddr(c.API.TCP, c.API.AllowRemote); err != nil {
+			return nil, fmt.Errorf("%w: api.tcp: %w", ErrConfig, err)
+		}
 	}
 	seen := map[string]bool{}
 	for i := range c.Devices {
@@ -185,4 +222,24 @@ func ParseShimAddr(s string) (ShimAddr, error) {
 		return ShimAddr{}, fmt.Errorf("shim address: %w", err)
 	}
 	return ShimAddr{Network: network, Addr: s}, nil
+}
+
+// checkTCPAddr checks an API TCP address: HOST:PORT with a literal IP or
+// "localhost", loopback unless allowRemote.
+func checkTCPAddr(addr string, allowRemote bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if allowRemote {
+		return nil
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address (set api.allow_remote to serve beyond this VM)", addr)
+	}
+	return nil
 }

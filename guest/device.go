@@ -129,20 +129,87 @@ func AttestDevice(ctx context.Context, dev DeviceConfig, ownerNonce []byte) (evi
 		d.Finished = time.Now().UTC()
 		return d, &DeviceError{Label: dev.Label, Step: step, Err: err}
 	}
-	if len(dev.Anchors) == 0 {
-		if err := dev.LoadAnchors(); err != nil {
-			return fail(StepAnchors, err)
-		}
-		if len(dev.Anchors) == 0 {
-			return fail(StepAnchors, errors.New("no trust anchors"))
+	c, step, err := openDevice(ctx, &dev, &d)
+	if err != nil {
+		return fail(step, err)
+	}
+	defer c.close()
+	ss, neg := c.ss, c.neg
+	// After a failure inside the session, end it (best effort) so its
+	// keys are zeroed on both sides.
+	failInSession := func(step string, err error) (evidence.Device, error) {
+		_ = ss.End(ctx)
+		return fail(step, err)
+	}
+
+	d.Measurements, err = c.measure(ctx, SPDMNonce(dev.Label, ownerNonce))
+	if err != nil {
+		return failInSession(StepMeasurements, err)
+	}
+
+	if dev.IDE {
+		d.IDE, err = keyIDE(ctx, ss, neg.Version)
+		if err != nil {
+			return failInSession(StepIDE, err)
 		}
 	}
 
+	if err := ss.End(ctx); err != nil {
+		return fail(StepEndSession, err)
+	}
+	d.Session.Ended = true
+	d.Status = evidence.StatusOK
+	d.Finished = time.Now().UTC()
+	return d, nil
+}
+
+// devConn is an open connection to one device with a live secure
+// session. Its methods are not safe for concurrent use.
+type devConn struct {
+	mb  mailbox
+	ss  *secchan.SecureSession
+	neg secchan.Negotiated
+	// derived, when set, is the nonce of the next signed GET_MEASUREMENTS;
+	// otherwise the requester's nonces are random.
+	derived *[secchan.NonceSize]byte
+}
+
+// close drops the connection (the session, if still open, dies with it).
+func (c *devConn) close() { _ = c.mb.Close() }
+
+// measure runs a signed GET_MEASUREMENTS of all blocks inside the session
+// with the given requester nonce.
+func (c *devConn) measure(ctx context.Context, nonce [secchan.NonceSize]byte) (*evidence.Measurements, error) {
+	c.derived = &nonce
+	defer func() { c.derived = nil }()
+	res, err := c.ss.GetMeasurements(ctx, secchan.MeasurementOptions{Operation: secchan.MeasOpAll, Signed: true, Slot: certSlot})
+	if err != nil {
+		return nil, err
+	}
+	return measurements(res), nil
+}
+
+// openDevice runs the steps from connect to KEY_EXCHANGE, filling d with
+// what it learns. On failure it returns the failed step and has closed
+// the connection.
+func openDevice(ctx context.Context, dev *DeviceConfig, d *evidence.Device) (_ *devConn, step string, _ error) {
+	if len(dev.Anchors) == 0 {
+		if err := dev.LoadAnchors(); err != nil {
+			return nil, StepAnchors, err
+		}
+		if len(dev.Anchors) == 0 {
+			return nil, StepAnchors, errors.New("no trust anchors")
+		}
+	}
 	mb, err := dialShim(ctx, dev.Shim)
 	if err != nil {
-		return fail(StepConnect, err)
+		return nil, StepConnect, err
 	}
-	defer mb.Close()
+	c := &devConn{mb: mb}
+	fail := func(step string, err error) (*devConn, string, error) {
+		c.close()
+		return nil, step, err
+	}
 
 	protos, err := doe.Discover(ctx, mb, 0)
 	if err != nil {
@@ -156,13 +223,12 @@ func AttestDevice(ctx context.Context, dev DeviceConfig, ownerNonce []byte) (evi
 	}
 
 	// The SPDM nonce source: random for CHALLENGE, derived from the
-	// owner's nonce for the signed GET_MEASUREMENTS (set just before it).
-	var derived *[secchan.NonceSize]byte
+	// owner's nonce for the signed GET_MEASUREMENTS (devConn.measure).
 	cfg := secchan.DefaultRequesterConfig()
 	cfg.Validator = &secchan.AnchorValidator{Roots: dev.Anchors}
 	cfg.Nonce = func() ([secchan.NonceSize]byte, error) {
-		if derived != nil {
-			return *derived, nil
+		if c.derived != nil {
+			return *c.derived, nil
 		}
 		var n [secchan.NonceSize]byte
 		b, err := randomNonce()
@@ -175,6 +241,7 @@ func AttestDevice(ctx context.Context, dev DeviceConfig, ownerNonce []byte) (evi
 		return fail(StepVCA, err)
 	}
 	neg := q.Negotiated()
+	c.neg = neg
 	d.SPDMVersion = neg.Version.String()
 	d.Algorithms = algorithms(neg)
 	d.Capabilities = secchan.CapabilityNames(neg.RspCaps)
@@ -206,37 +273,9 @@ func AttestDevice(ctx context.Context, dev DeviceConfig, ownerNonce []byte) (evi
 	if err != nil {
 		return fail(StepKeyExchange, err)
 	}
+	c.ss = ss
 	d.Session = &evidence.Session{ID: ss.ID(), AEAD: secchan.AEADName(ss.AEAD())}
-	// After a failure inside the session, end it (best effort) so its
-	// keys are zeroed on both sides.
-	failInSession := func(step string, err error) (evidence.Device, error) {
-		_ = ss.End(ctx)
-		return fail(step, err)
-	}
-
-	n := SPDMNonce(dev.Label, ownerNonce)
-	derived = &n
-	res, err := ss.GetMeasurements(ctx, secchan.MeasurementOptions{Operation: secchan.MeasOpAll, Signed: true, Slot: certSlot})
-	derived = nil
-	if err != nil {
-		return failInSession(StepMeasurements, err)
-	}
-	d.Measurements = measurements(res)
-
-	if dev.IDE {
-		d.IDE, err = keyIDE(ctx, ss, neg.Version)
-		if err != nil {
-			return failInSession(StepIDE, err)
-		}
-	}
-
-	if err := ss.End(ctx); err != nil {
-		return fail(StepEndSession, err)
-	}
-	d.Session.Ended = true
-	d.Status = evidence.StatusOK
-	d.Finished = time.Now().UTC()
-	return d, nil
+	return c, "", nil
 }
 
 // keyIDE programs IDE keys over the session with ide.RunCheck: QUERY, K0,

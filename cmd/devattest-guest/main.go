@@ -5,7 +5,10 @@
 // configured device through its shim, the platform report binding the
 // evidence, and the combined report (package evidence) as JSON. It exits 0
 // only if every required device passed and the platform report was made.
-// discover lists a VF's DOE protocols through the shim.
+// serve runs the daemon: it keeps a secure session with every device,
+// re-measures periodically and answers report requests over an HTTP API
+// (package guest, Service). discover lists a VF's DOE protocols through
+// the shim.
 package main
 
 import (
@@ -25,6 +28,7 @@ const usage = `usage: devattest-guest <command> [flags]
 
 commands:
   attest     attest every configured device and write the combined report
+  serve      run the daemon: periodic re-measurement and the report API
   discover   list the DOE protocols of the VF behind a shim address
 `
 
@@ -40,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "attest":
 		return runAttest(args[1:], stdout, stderr)
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
 	case "discover":
 		return runDiscover(args[1:], stdout, stderr)
 	case "-h", "--help", "help":

@@ -1,0 +1,542 @@
+package guest
+
+// The guest daemon (DESIGN.md, "When to measure").
+//
+//  1. Start attests every device once, keeping each device's connection
+//     and secure session open, and does the boot binding (runtime register
+//     extends) exactly once, then takes the boot report.
+//  2. A loop per device re-measures it every interval inside the live
+//     session (signed GET_MEASUREMENTS), compares the blocks with the last
+//     ones and records a change as an event. Any failure (session lost,
+//     device reset, connection closed) drops the connection and
+//     re-establishes it: reconnect, re-authenticate, new session, re-key
+//     IDE if configured.
+//  3. Report measures every device afresh with the SPDM nonce derived from
+//     the owner's nonce and takes a platform report over the evidence.
+//
+// Locking: each device's I/O is serialized by its sem (a one-slot
+// channel, so waiting for it honours a deadline); its public state is
+// guarded by mu, never held during I/O. The platform attester is
+// serialized by platMu. Every device operation runs under a deadline.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/devattest/devattest/evidence"
+	"github.com/devattest/devattest/guest/platform"
+)
+
+// Report nonce bounds for the daemon's API.
+const (
+	MinReportNonce = 16
+	MaxReportNonce = 64
+)
+
+// ErrReportNonce: a report nonce is not MinReportNonce to MaxReportNonce bytes.
+var ErrReportNonce = fmt.Errorf("guest: the nonce must be %d to %d bytes", MinReportNonce, MaxReportNonce)
+
+// Event kinds recorded per device.
+const (
+	EventAttested      = "attested"
+	EventChanged       = "measurement changed"
+	EventFailed        = "failed"
+	EventSessionLost   = "session lost"
+	EventReestablished = "re-established"
+)
+
+const (
+	defaultDeviceTimeout = 30 * time.Second
+	maxRetryInterval     = 10 * time.Second
+	maxEvents            = 64
+)
+
+// Event is something that happened to a device.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Message string    `json:"message"`
+}
+
+// DeviceState is a device's state as the API shows it.
+type DeviceState struct {
+	Label        string    `json:"label"`
+	Required     bool      `json:"required"`
+	Status       string    `json:"status"` // evidence.StatusOK, StatusFailed or "pending"
+	LastMeasured time.Time `json:"last_measured,omitzero"`
+	FailedStep   string    `json:"failed_step,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	SessionID    uint32    `json:"session_id,omitempty"`
+	Sessions     int       `json:"sessions"` // sessions established so far
+	Events       []Event   `json:"events"`
+}
+
+// StatusPending: the device has not been attested yet.
+const StatusPending = "pending"
+
+// ServiceOptions adjust a Service; the zero value uses the configuration.
+type ServiceOptions struct {
+	// Attester is the platform attester; nil opens cfg.Platform (and
+	// Close closes it).
+	Attester platform.Attester
+	// Logger receives the service's log (default slog.Default()).
+	Logger *slog.Logger
+	// Interval overrides cfg.RemeasureInterval.
+	Interval time.Duration
+	// DeviceTimeout bounds each device operation (default 30s).
+	DeviceTimeout time.Duration
+}
+
+// Service is the guest daemon: it keeps a secure session with every
+// device, re-measures periodically and answers report requests.
+type Service struct {
+	cfg        *Config
+	att        platform.Attester
+	ownAtt     bool
+	log        *slog.Logger
+	interval   time.Duration
+	devTimeout time.Duration
+	devs       []*device
+
+	platMu sync.Mutex // serializes the platform attester
+
+	mu          sync.Mutex
+	started     bool
+	bootBinding string
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+}
+
+// device is one device's connection and state.
+type device struct {
+	cfg DeviceConfig
+
+	sem  chan struct{} // one slot: holds the right to do I/O
+	conn *devConn      // under sem
+	base evidence.Device
+	// lastBlocks are the last measurement blocks (under sem).
+	lastBlocks []evidence.Block
+
+	mu    sync.Mutex // guards state
+	state DeviceState
+}
+
+// NewService makes a service for cfg (anchors loaded, as LoadConfig does).
+func NewService(cfg *Config, o ServiceOptions) (*Service, error) {
+	s := &Service{cfg: cfg, att: o.Attester, log: o.Logger, interval: o.Interval, devTimeout: o.DeviceTimeout}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.interval <= 0 {
+		s.interval = cfg.RemeasureInterval
+	}
+	if s.interval <= 0 {
+		s.interval = DefaultRemeasureInterval
+	}
+	if s.devTimeout <= 0 {
+		s.devTimeout = defaultDeviceTimeout
+	}
+	if s.att == nil {
+		att, err := platform.New(cfg.Platform, platform.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrPlatform, err)
+		}
+		s.att, s.ownAtt = att, true
+	}
+	for _, dc := range cfg.Devices {
+		dc.IDE = dc.IDE || cfg.IDE
+		s.devs = append(s.devs, &device{
+			cfg: dc, sem: make(chan struct{}, 1),
+			state: DeviceState{Label: dc.Label, Required: dc.IsRequired(), Status: StatusPending, Events: []Event{}},
+		})
+	}
+	return s, nil
+}
+
+// Start attests every device once with ownerNonce, does the boot binding
+// and takes the boot report, then starts the re-measurement loops, which
+// run until ctx is done or Close. The boot report is returned even on
+// error; the error names each failed required device and any platform
+// failure, as AttestWith's does. Failed devices are retried by their
+// loops.
+func (s *Service) Start(ctx context.Context, ownerNonce []byte) (*evidence.Report, error) {
+	if len(ownerNonce) == 0 || len(ownerNonce) > evidence.MaxNonceSize {
+		return nil, ErrNonce
+	}
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return nil, errors.New("guest: service already started")
+	}
+	s.started = true
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.mu.Unlock()
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+
+	devs, errs := s.measureAll(ctx, ownerNonce)
+	var failures []error
+	for i, err := range errs {
+		if err != nil && s.devs[i].cfg.IsRequired() {
+			failures = append(failures, err)
+		}
+	}
+	rep, err := evidence.NewReport(ownerNonce, devs)
+	if err != nil {
+		return nil, err
+	}
+	rep.PolicyDigest = PolicyDigest(s.cfg)
+	rep.Platform = evidence.Platform{Kind: string(s.att.Kind()), BootBinding: evidence.BootBindingExtended}
+	s.platMu.Lock()
+	if err := bootBinding(ctx, s.att, rep); err != nil {
+		rep.Platform.BootBinding = evidence.BootBindingFailed
+		rep.Platform.Error = err.Error()
+		failures = append(failures, fmt.Errorf("%w: boot binding: %w", ErrPlatform, err))
+	}
+	s.platMu.Unlock()
+	s.mu.Lock()
+	s.bootBinding = rep.Platform.BootBinding
+	s.mu.Unlock()
+	if err := s.platformReport(ctx, rep); err != nil {
+		failures = append(failures, err)
+	}
+	s.log.Info("boot attestation done", "devices", len(devs), "boot_binding", rep.Platform.BootBinding, "failures", len(failures))
+
+	for _, d := range s.devs {
+		s.wg.Go(func() { s.loop(lctx, d) })
+	}
+	return rep, errors.Join(failures...)
+}
+
+// Close stops the loops, ends every session and closes the attester if
+// the service opened it.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	s.wg.Wait()
+	for _, d := range s.devs {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if d.acquire(ctx) == nil {
+			if d.conn != nil {
+				_ = d.conn.ss.End(ctx)
+				d.conn.close()
+				d.conn = nil
+			}
+			d.release()
+		}
+		cancel()
+	}
+	if s.ownAtt {
+		return s.att.Close()
+	}
+	return nil
+}
+
+// Report measures every device afresh with the SPDM nonce derived from
+// ownerNonce (MinReportNonce to MaxReportNonce bytes) and takes a platform
+// report over evidence.UserData. A device that fails is recorded as
+// failed in the report; the error is non-nil only for a bad nonce or a
+// platform failure. Platform.BootBinding is the boot-time outcome (the
+// runtime register holds the boot evidence, not this report's).
+func (s *Service) Report(ctx context.Context, ownerNonce []byte) (*evidence.Report, error) {
+	if len(ownerNonce) < MinReportNonce || len(ownerNonce) > MaxReportNonce {
+		return nil, ErrReportNonce
+	}
+	devs, _ := s.measureAll(ctx, ownerNonce)
+	rep, err := evidence.NewReport(ownerNonce, devs)
+	if err != nil {
+		return nil, err
+	}
+	rep.PolicyDigest = PolicyDigest(s.cfg)
+	s.mu.Lock()
+	bb := s.bootBinding
+	s.mu.Unlock()
+	if bb == "" {
+		bb = evidence.BootBindingNone
+	}
+	rep.Platform = evidence.Platform{Kind: string(s.att.Kind()), BootBinding: bb}
+	if err := s.platformReport(ctx, rep); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// Devices returns every device's state, in configuration order.
+func (s *Service) Devices() []DeviceState {
+	out := make([]DeviceState, len(s.devs))
+	for i, d := range s.devs {
+		d.mu.Lock()
+		out[i] = d.state
+		out[i].Events = slices.Clone(d.state.Events)
+		d.mu.Unlock()
+	}
+	return out
+}
+
+// Unhealthy returns the labels of required devices that are not ok.
+func (s *Service) Unhealthy() []string {
+	var out []string
+	for _, st := range s.Devices() {
+		if st.Required && st.Status != evidence.StatusOK {
+			out = append(out, st.Label)
+		}
+	}
+	return out
+}
+
+func (s *Service) platformReport(ctx context.Context, rep *evidence.Report) error {
+	s.platMu.Lock()
+	defer s.platMu.Unlock()
+	if err := platformReport(ctx, s.att, rep); err != nil {
+		if rep.Platform.Error == "" {
+			rep.Platform.Error = err.Error()
+		} else {
+			rep.Platform.Error += "; " + err.Error()
+		}
+		return fmt.Errorf("%w: %w", ErrPlatform, err)
+	}
+	rep.Created = time.Now().UTC()
+	return nil
+}
+
+// measureAll measures every device concurrently with ownerNonce.
+func (s *Service) measureAll(ctx context.Context, ownerNonce []byte) ([]evidence.Device, []error) {
+	devs := make([]evidence.Device, len(s.devs))
+	errs := make([]error, len(s.devs))
+	var wg sync.WaitGroup
+	for i, d := range s.devs {
+		wg.Go(func() { devs[i], errs[i] = s.measureDevice(ctx, d, ownerNonce) })
+	}
+	wg.Wait()
+	return devs, errs
+}
+
+// measureDevice waits for the device and measures it (measureLocked).
+func (s *Service) measureDevice(ctx context.Context, d *device, ownerNonce []byte) (evidence.Device, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*s.devTimeout)
+	defer cancel()
+	if err := d.acquire(ctx); err != nil {
+		err = fmt.Errorf("waiting for the device: %w", err)
+		ev := evidence.Device{Label: d.cfg.Label, CertSlot: certSlot, Status: evidence.StatusFailed,
+			FailedStep: StepMeasurements, Error: err.Error(), Started: time.Now().UTC(), Finished: time.Now().UTC()}
+		return ev, &DeviceError{Label: d.cfg.Label, Step: StepMeasurements, Err: err}
+	}
+	defer d.release()
+	return s.measureLocked(ctx, d, ownerNonce)
+}
+
+// measureLocked (the caller holds d.sem) makes sure the device has a live
+// session, re-establishing it if needed, and runs a signed GET_MEASUREMENTS
+// inside it with the SPDM nonce derived from ownerNonce. A measurement
+// that fails on an existing session drops it and tries once more on a new
+// one.
+func (s *Service) measureLocked(ctx context.Context, d *device, ownerNonce []byte) (evidence.Device, error) {
+	nonce := SPDMNonce(d.cfg.Label, ownerNonce)
+	started := time.Now().UTC()
+	if d.conn != nil {
+		m, err := s.measureConn(ctx, d, nonce)
+		if err == nil {
+			return s.succeeded(d, m, started), nil
+		}
+		s.log.Warn("device session lost", "device", d.cfg.Label, "err", err)
+		d.record(Event{Kind: EventSessionLost, Message: err.Error()})
+		d.conn.close()
+		d.conn = nil
+	}
+	d.mu.Lock()
+	hadSession := d.state.Sessions > 0
+	d.mu.Unlock()
+	if step, err := s.establish(ctx, d); err != nil {
+		return s.failed(d, step, err, started)
+	}
+	m, err := s.measureConn(ctx, d, nonce)
+	if err != nil {
+		d.conn.close()
+		d.conn = nil
+		return s.failed(d, StepMeasurements, err, started)
+	}
+	if hadSession {
+		s.log.Info("device session re-established", "device", d.cfg.Label, "session", fmt.Sprintf("0x%08x", d.base.Session.ID))
+		d.record(Event{Kind: EventReestablished, Message: fmt.Sprintf("new session 0x%08x", d.base.Session.ID)})
+	}
+	return s.succeeded(d, m, started), nil
+}
+
+// measureConn measures inside the live session under the device timeout.
+func (s *Service) measureConn(ctx context.Context, d *device, nonce [32]byte) (*evidence.Measurements, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.devTimeout)
+	defer cancel()
+	return d.conn.measure(ctx, nonce)
+}
+
+// establish opens a new connection and session and keys IDE if
+// configured; it sets d.conn and d.base on success.
+func (s *Service) establish(ctx context.Context, d *device) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.devTimeout)
+	defer cancel()
+	base := evidence.Device{Label: d.cfg.Label, CertSlot: certSlot}
+	c, step, err := openDevice(ctx, &d.cfg, &base)
+	if err != nil {
+		d.base = base
+		return step, err
+	}
+	if d.cfg.IDE {
+		base.IDE, err = keyIDE(ctx, c.ss, c.neg.Version)
+		if err != nil {
+			_ = c.ss.End(ctx)
+			c.close()
+			d.base = base
+			return StepIDE, err
+		}
+	}
+	d.conn, d.base = c, base
+	d.mu.Lock()
+	d.state.Sessions++
+	d.state.SessionID = c.ss.ID()
+	d.mu.Unlock()
+	return "", nil
+}
+
+// succeeded records a measurement, compares it with the last one and
+// returns the device's evidence.
+func (s *Service) succeeded(d *device, m *evidence.Measurements, started time.Time) evidence.Device {
+	ev := d.base
+	ev.Session = &evidence.Session{ID: d.base.Session.ID, AEAD: d.base.Session.AEAD}
+	ev.Measurements = m
+	ev.Status = evidence.StatusOK
+	ev.Started, ev.Finished = started, time.Now().UTC()
+
+	for _, c := range compareBlocks(d.lastBlocks, m.Blocks) {
+		s.log.Warn("device measurement changed", "device", d.cfg.Label, "change", c)
+		d.record(Event{Kind: EventChanged, Message: c})
+	}
+	first := d.lastBlocks == nil
+	d.lastBlocks = slices.Clone(m.Blocks)
+
+	d.mu.Lock()
+	wasOK := d.state.Status == evidence.StatusOK
+	d.state.Status, d.state.FailedStep, d.state.Error = evidence.StatusOK, "", ""
+	d.state.LastMeasured = ev.Finished
+	d.mu.Unlock()
+	if first || !wasOK {
+		s.log.Info("device attested", "device", d.cfg.Label, "blocks", len(m.Blocks))
+		d.record(Event{Kind: EventAttested, Message: fmt.Sprintf("%d signed measurement blocks in session 0x%08x", len(m.Blocks), ev.Session.ID)})
+	}
+	return ev
+}
+
+// failed records a failure and returns the device's evidence.
+func (s *Service) failed(d *device, step string, err error, started time.Time) (evidence.Device, error) {
+	ev := d.base
+	ev.Label, ev.CertSlot = d.cfg.Label, certSlot
+	ev.Measurements = nil
+	ev.Status, ev.FailedStep, ev.Error = evidence.StatusFailed, step, err.Error()
+	ev.Started, ev.Finished = started, time.Now().UTC()
+
+	d.mu.Lock()
+	same := d.state.Status == evidence.StatusFailed && d.state.FailedStep == step && d.state.Error == err.Error()
+	d.state.Status, d.state.FailedStep, d.state.Error = evidence.StatusFailed, step, err.Error()
+	d.state.SessionID = 0
+	d.mu.Unlock()
+	if !same { // one event per distinct failure, not one per retry
+		s.log.Error("device failed", "device", d.cfg.Label, "step", step, "err", err)
+		d.record(Event{Kind: EventFailed, Message: fmt.Sprintf("%s: %v", step, err)})
+	}
+	return ev, &DeviceError{Label: d.cfg.Label, Step: step, Err: err}
+}
+
+// loop re-measures d every interval (sooner while it is failed) until
+// ctx is done.
+func (s *Service) loop(ctx context.Context, d *device) {
+	retry := min(s.interval, maxRetryInterval)
+	next := s.interval
+	d.mu.Lock()
+	if d.state.Status != evidence.StatusOK {
+		next = retry
+	}
+	d.mu.Unlock()
+	t := time.NewTimer(next)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nonce, err := randomNonce()
+		if err == nil {
+			_, err = s.measureDevice(ctx, d, nonce)
+		}
+		next = s.interval
+		if err != nil {
+			next = retry
+		}
+		t.Reset(next)
+	}
+}
+
+func (d *device) acquire(ctx context.Context) error {
+	select {
+	case d.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *device) release() { <-d.sem }
+
+// record appends an event, keeping the last maxEvents.
+func (d *device) record(e Event) {
+	e.Time = time.Now().UTC()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.state.Events = append(d.state.Events, e)
+	if n := len(d.state.Events); n > maxEvents {
+		d.state.Events = slices.Delete(d.state.Events, 0, n-maxEvents)
+	}
+}
+
+// compareBlocks describes how cur differs from last (nil last: no
+// comparison).
+func compareBlocks(last, cur []evidence.Block) []string {
+	if last == nil {
+		return nil
+	}
+	var out []string
+	prev := map[uint8]evidence.Block{}
+	for _, b := range last {
+		prev[b.Index] = b
+	}
+	for _, b := range cur {
+		p, ok := prev[b.Index]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("measurement index %d appeared", b.Index))
+		case p != b:
+			out = append(out, fmt.Sprintf("measurement index %d changed", b.Index))
+		}
+		delete(prev, b.Index)
+	}
+	for _, b := range last {
+		if _, ok := prev[b.Index]; ok {
+			out = append(out, fmt.Sprintf("measurement index %d disappeared", b.Index))
+		}
+	}
+	return out
+}
