@@ -115,6 +115,35 @@ func bootBinding(ctx context.Context, att platform.Attester, rep *evidence.Repor
 	return nil
 }
 
+// adoptBootBinding takes over the boot binding an earlier process of the
+// same boot made (the one-shot attest unit, whose report is boot) instead
+// of extending the runtime register again: the register already holds
+// those extends, and only their event log replays to it.
+func adoptBootBinding(att platform.Attester, boot *evidence.Report) (string, error) {
+	if boot.Platform.Kind != string(att.Kind()) {
+		return evidence.BootBindingFailed, fmt.Errorf("%w: the boot report is for platform %q, this one is %q", ErrPlatform, boot.Platform.Kind, att.Kind())
+	}
+	switch boot.Platform.BootBinding {
+	case evidence.BootBindingNoRegister, evidence.BootBindingNone:
+		return boot.Platform.BootBinding, nil
+	case evidence.BootBindingExtended:
+	default:
+		return evidence.BootBindingFailed, fmt.Errorf("%w: the boot attestation's binding is %q", ErrPlatform, boot.Platform.BootBinding)
+	}
+	var pr platform.Report
+	if err := pr.UnmarshalBinary(boot.Platform.Report); err != nil {
+		return evidence.BootBindingFailed, fmt.Errorf("%w: boot report: %w", ErrPlatform, err)
+	}
+	ad, ok := att.(platform.EventLogAdopter)
+	if !ok {
+		return evidence.BootBindingFailed, fmt.Errorf("%w: platform %s cannot take over a boot event log", ErrPlatform, att.Kind())
+	}
+	if err := ad.AdoptEventLog(pr.EventLog); err != nil {
+		return evidence.BootBindingFailed, fmt.Errorf("%w: %w", ErrPlatform, err)
+	}
+	return evidence.BootBindingExtended, nil
+}
+
 // platformReport takes the platform report over the report's user data.
 func platformReport(ctx context.Context, att platform.Attester, rep *evidence.Report) error {
 	pr, err := att.Report(ctx, evidence.UserData(rep.Nonce, rep.Evidence))

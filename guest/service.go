@@ -90,6 +90,11 @@ type ServiceOptions struct {
 	Interval time.Duration
 	// DeviceTimeout bounds each device operation (default 30s).
 	DeviceTimeout time.Duration
+	// BootReport, if set, is the report of the one-shot attest that ran
+	// earlier in this boot. The service then does not extend the runtime
+	// register again; it takes over that report's event log, so that its
+	// own reports replay to the register.
+	BootReport *evidence.Report
 }
 
 // Service is the guest daemon: it keeps a secure session with every
@@ -101,6 +106,7 @@ type Service struct {
 	log        *slog.Logger
 	interval   time.Duration
 	devTimeout time.Duration
+	bootReport *evidence.Report
 	devs       []*device
 
 	platMu sync.Mutex // serializes the platform attester
@@ -128,7 +134,7 @@ type device struct {
 
 // NewService makes a service for cfg (anchors loaded, as LoadConfig does).
 func NewService(cfg *Config, o ServiceOptions) (*Service, error) {
-	s := &Service{cfg: cfg, att: o.Attester, log: o.Logger, interval: o.Interval, devTimeout: o.DeviceTimeout}
+	s := &Service{cfg: cfg, att: o.Attester, log: o.Logger, interval: o.Interval, devTimeout: o.DeviceTimeout, bootReport: o.BootReport}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -199,7 +205,14 @@ func (s *Service) Start(ctx context.Context, ownerNonce []byte) (*evidence.Repor
 	rep.PolicyDigest = PolicyDigest(s.cfg)
 	rep.Platform = evidence.Platform{Kind: string(s.att.Kind()), BootBinding: evidence.BootBindingExtended}
 	s.platMu.Lock()
-	if err := bootBinding(ctx, s.att, rep); err != nil {
+	if boot := s.bootReport; boot != nil {
+		bb, err := adoptBootBinding(s.att, boot)
+		rep.Platform.BootBinding = bb
+		if err != nil {
+			rep.Platform.Error = err.Error()
+			failures = append(failures, fmt.Errorf("%w: boot binding: %w", ErrPlatform, err))
+		}
+	} else if err := bootBinding(ctx, s.att, rep); err != nil {
 		rep.Platform.BootBinding = evidence.BootBindingFailed
 		rep.Platform.Error = err.Error()
 		failures = append(failures, fmt.Errorf("%w: boot binding: %w", ErrPlatform, err))

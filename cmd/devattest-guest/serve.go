@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/devattest/devattest/cmd/internal/cli"
+	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest"
 )
 
@@ -26,6 +27,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "the guest configuration (YAML)")
 	debug := fs.Bool("debug", false, "log at debug level")
+	bootReport := fs.String("boot-report", "", "the report the one-shot attest wrote earlier in this boot: its boot binding is taken over instead of extending the runtime register again")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -49,9 +51,19 @@ func runServe(args []string, _, stderr io.Writer) int {
 	if cfg.API.Unix == "" && cfg.API.TCP == "" {
 		return cli.Fail(stderr, prog, fmt.Errorf("%w: no api.unix or api.tcp to serve on", guest.ErrConfig))
 	}
+	var boot *evidence.Report
+	if *bootReport != "" {
+		b, err := os.ReadFile(*bootReport)
+		if err != nil {
+			return cli.Fail(stderr, prog, fmt.Errorf("--boot-report: %w", err))
+		}
+		if boot, err = evidence.Unmarshal(b); err != nil {
+			return cli.Fail(stderr, prog, fmt.Errorf("--boot-report %s: %w", *bootReport, err))
+		}
+	}
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, boot, log); err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
 	return 0
@@ -59,7 +71,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 
 // serve opens the listeners, starts the service and serves until ctx is
 // done.
-func serve(ctx context.Context, cfg *guest.Config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *guest.Config, boot *evidence.Report, log *slog.Logger) error {
 	var lns []net.Listener
 	closeAll := func() {
 		for _, ln := range lns {
@@ -85,7 +97,7 @@ func serve(ctx context.Context, cfg *guest.Config, log *slog.Logger) error {
 		lns = append(lns, ln)
 	}
 
-	svc, err := guest.NewService(cfg, guest.ServiceOptions{Logger: log})
+	svc, err := guest.NewService(cfg, guest.ServiceOptions{Logger: log, BootReport: boot})
 	if err != nil {
 		closeAll()
 		return err

@@ -3,6 +3,7 @@ package platform
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -158,4 +159,22 @@ func clone(b []byte) []byte {
 		return nil
 	}
 	return append([]byte(nil), b...)
+}
+
+// EventLogAdopter is an attester whose runtime register was extended by
+// an earlier process of the same boot (the one-shot attest unit): it takes
+// that process's event log as its own instead of extending again, so its
+// reports replay to the register value. Attesters without a runtime
+// register (SEV-SNP) do not implement it.
+type EventLogAdopter interface {
+	AdoptEventLog(log []Event) error
+}
+
+// adoptLog installs log as the attester's event log if it has none yet.
+func adoptLog(dst *[]Event, log []Event) error {
+	if len(*dst) != 0 {
+		return fmt.Errorf("platform: this attester already extended its register %d times; cannot adopt another event log", len(*dst))
+	}
+	*dst = slices.Clone(log)
+	return nil
 }

@@ -118,3 +118,10 @@ func (a *tdxAttester) Close() error {
 	}
 	return nil
 }
+
+// AdoptEventLog implements EventLogAdopter.
+func (a *tdxAttester) AdoptEventLog(log []Event) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return adoptLog(&a.log, log)
+}

@@ -404,3 +404,20 @@ func fakeSGXExtension() ([]byte, error) {
 	}
 	return asn1.Marshal(ext)
 }
+
+// AdoptEventLog implements EventLogAdopter.
+func (f *FakeTDX) AdoptEventLog(log []Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return adoptLog(&f.log, log)
+}
+
+// SamePlatform returns another attester of the same fake TD, as a second
+// process of the same boot sees it: same signer, same RTMR values, but no
+// event log of its own (it can adopt the first process's with
+// AdoptEventLog).
+func (f *FakeTDX) SamePlatform() *FakeTDX {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &FakeTDX{rtmr: f.rtmr, rtmrs: f.rtmrs, root: f.root, akKey: f.akKey, signed: f.signed}
+}

@@ -244,3 +244,10 @@ func (a *tpmAttester) Close() error {
 	}
 	return nil
 }
+
+// AdoptEventLog implements EventLogAdopter.
+func (a *tpmAttester) AdoptEventLog(log []Event) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return adoptLog(&a.log, log)
+}
