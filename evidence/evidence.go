@@ -103,6 +103,10 @@ type Device struct {
 	// IDE is the IDE_KM state after keying (never keys).
 	IDE *IDE `json:"ide,omitempty"`
 	// Started and Finished bound the device's attestation (UTC).
+	// Events are what the guest saw happen to the device since its
+	// previous report: measurement changes, lost and re-established
+	// sessions. They are part of the evidence bytes, so they are bound.
+	Events []DeviceEvent `json:"events,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 }
@@ -197,6 +201,13 @@ type Platform struct {
 	BootBinding string `json:"boot_binding"`
 	// Error is why the platform report or the boot binding failed.
 	Error string `json:"error,omitempty"`
+}
+
+// DeviceEvent is one thing that happened to a device between reports.
+type DeviceEvent struct {
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Message string    `json:"message"`
 }
 
 // Event is one boot measurement.

@@ -128,8 +128,10 @@ type device struct {
 	// lastBlocks are the last measurement blocks (under sem).
 	lastBlocks []evidence.Block
 
-	mu    sync.Mutex // guards state
+	mu    sync.Mutex // guards state and unreported
 	state DeviceState
+	// unreported are the events since the last report that carried them.
+	unreported []evidence.DeviceEvent
 }
 
 // NewService makes a service for cfg (anchors loaded, as LoadConfig does).
@@ -271,6 +273,9 @@ func (s *Service) Report(ctx context.Context, ownerNonce []byte) (*evidence.Repo
 		return nil, ErrReportNonce
 	}
 	devs, _ := s.measureAll(ctx, ownerNonce)
+	for i, d := range s.devs {
+		devs[i].Events = d.pendingEvents()
+	}
 	rep, err := evidence.NewReport(ownerNonce, devs)
 	if err != nil {
 		return nil, err
@@ -285,6 +290,9 @@ func (s *Service) Report(ctx context.Context, ownerNonce []byte) (*evidence.Repo
 	rep.Platform = evidence.Platform{Kind: string(s.att.Kind()), BootBinding: bb}
 	if err := s.platformReport(ctx, rep); err != nil {
 		return rep, err
+	}
+	for i, d := range s.devs {
+		d.reported(len(devs[i].Events))
 	}
 	return rep, nil
 }
@@ -514,7 +522,8 @@ func (d *device) acquire(ctx context.Context) error {
 
 func (d *device) release() { <-d.sem }
 
-// record appends an event, keeping the last maxEvents.
+// record appends an event, keeping the last maxEvents, both in the state
+// the API shows and among the events the next report carries.
 func (d *device) record(e Event) {
 	e.Time = time.Now().UTC()
 	d.mu.Lock()
@@ -523,6 +532,24 @@ func (d *device) record(e Event) {
 	if n := len(d.state.Events); n > maxEvents {
 		d.state.Events = slices.Delete(d.state.Events, 0, n-maxEvents)
 	}
+	d.unreported = append(d.unreported, evidence.DeviceEvent{Time: e.Time, Kind: e.Kind, Message: e.Message})
+	if n := len(d.unreported); n > maxEvents {
+		d.unreported = slices.Delete(d.unreported, 0, n-maxEvents)
+	}
+}
+
+// pendingEvents returns the events not yet carried by a report.
+func (d *device) pendingEvents() []evidence.DeviceEvent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.unreported)
+}
+
+// reported drops the first n pending events once a report carried them.
+func (d *device) reported(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unreported = slices.Delete(d.unreported, 0, min(n, len(d.unreported)))
 }
 
 // compareBlocks describes how cur differs from last (nil last: no

@@ -277,6 +277,18 @@ func TestServiceResetAndChange(t *testing.T) {
 	if rep.Devices[0].Session.ID == boot.Devices[0].Session.ID && svc.Devices()[0].Sessions < 2 {
 		t.Fatalf("dev0 still on the boot session")
 	}
+	// The next report carries the events, bound in the evidence bytes, and
+	// the report after it does not repeat them.
+	if !reportHasEvent(rep.Devices[0], EventSessionLost) || !reportHasEvent(rep.Devices[0], EventReestablished) {
+		t.Fatalf("the report after the reset lacks its events: %+v", rep.Devices[0].Events)
+	}
+	if reportHasEvent(rep.Devices[1], EventSessionLost) {
+		t.Fatalf("dev1's report entry has a lost session it did not have: %+v", rep.Devices[1].Events)
+	}
+	again := fetchReport(t, c, att.Roots(), bytes.Repeat([]byte{8}, 32))
+	if reportHasEvent(again.Devices[0], EventSessionLost) {
+		t.Fatalf("a second report repeats events already reported: %+v", again.Devices[0].Events)
+	}
 
 	// A measurement change is an event.
 	idx := boot.Devices[1].Measurements.Blocks[0].Index
@@ -285,6 +297,9 @@ func TestServiceResetAndChange(t *testing.T) {
 	}
 	want := fmt.Sprintf("measurement index %d changed", idx)
 	waitFor(t, "the change event", func() bool { return hasEvent(svc.Devices()[1], EventChanged, want) })
+	if changed := fetchReport(t, c, att.Roots(), bytes.Repeat([]byte{9}, 32)); !reportHasEvent(changed.Devices[1], EventChanged) {
+		t.Fatalf("the report after the change lacks it: %+v", changed.Devices[1].Events)
+	}
 	for _, st := range devicesOf(t, c) {
 		if st.Status != evidence.StatusOK {
 			t.Fatalf("%+v", st)
@@ -381,4 +396,13 @@ func TestServiceResetRekeysIDE(t *testing.T) {
 	if x := rep.Devices[0].IDE; x == nil || x.KeySet != "K1" {
 		t.Fatalf("IDE after the reset %+v", x)
 	}
+}
+
+func reportHasEvent(d evidence.Device, kind string) bool {
+	for _, e := range d.Events {
+		if e.Kind == kind {
+			return true
+		}
+	}
+	return false
 }
