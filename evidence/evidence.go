@@ -106,9 +106,9 @@ type Device struct {
 	// Events are what the guest saw happen to the device since its
 	// previous report: measurement changes, lost and re-established
 	// sessions. They are part of the evidence bytes, so they are bound.
-	Events []DeviceEvent `json:"events,omitempty"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
+	Events   []DeviceEvent `json:"events,omitempty"`
+	Started  time.Time     `json:"started"`
+	Finished time.Time     `json:"finished"`
 }
 
 // OK reports whether the device passed every step.
