@@ -1,6 +1,6 @@
 // Command devattest is the developer's and workload owner's tool: run an
-// emulated device (devsim) and probe a DOE mailbox through any
-// socket-framing peer.
+// emulated device (devsim), probe a DOE mailbox through any
+// socket-framing peer, and verify combined reports against a policy.
 package main
 
 import (
@@ -14,6 +14,9 @@ const usage = `usage: devattest <command> [flags]
 commands:
   devsim   serve an emulated VF (DOE mailbox, SPDM responder) over the socket framing
   probe    talk to a DOE mailbox (devsim, the shim, libspdm's spdm_responder_emu)
+  verify   verify a combined report against a policy: devattest verify REPORT --policy FILE [--nonce HEX] [--json]
+  inspect  show a combined report for a person: devattest inspect REPORT
+  policy   write a starting policy from a report: devattest policy init --from REPORT --out FILE
 
 Run "devattest <command> -h" for a command's flags.
 `
@@ -32,6 +35,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDevsim(args[1:], stdout, stderr)
 	case "probe":
 		return runProbe(args[1:], stdout, stderr)
+	case "verify":
+		return runVerify(args[1:], stdout, stderr)
+	case "inspect":
+		return runInspect(args[1:], stdout, stderr)
+	case "policy":
+		return runPolicy(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

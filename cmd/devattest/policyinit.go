@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-sev-guest/abi"
+
+	"github.com/devattest/devattest/evidence"
+	"github.com/devattest/devattest/guest/platform"
+	"github.com/devattest/devattest/policy"
+	"github.com/devattest/devattest/secchan"
+)
+
+type initOptions struct {
+	snpARK, snpASK, tdxRoot string
+}
+
+// writePolicy writes a starting policy for rep to path: one rule per
+// passed device (its chain's root written next to the policy as PEM, a
+// leaf-key pin, its negotiated version and algorithms as the minimum and
+// the allowlist, its blocks as reference measurements, session and IDE as
+// seen), the platform's launch measurement, MRTD or attestation key, and
+// the guest policy digest. Failed devices are left out with a warning.
+func writePolicy(rep *evidence.Report, path string, o initOptions) (warnings []string, err error) {
+	dir := filepath.Dir(path)
+	var b strings.Builder
+	b.WriteString("# Written by devattest policy init from a report. Review every value:\n")
+	b.WriteString("# it trusts what this one report showed.\n")
+	if len(rep.PolicyDigest) > 0 {
+		fmt.Fprintf(&b, "guest_policy_digest: %s\n", hex.EncodeToString(rep.PolicyDigest))
+	}
+	b.WriteString("devices:\n")
+	n := 0
+	for _, d := range rep.Devices {
+		if !d.OK() || d.Algorithms == nil || d.Measurements == nil {
+			warnings = append(warnings, fmt.Sprintf("device %q failed (%s); no rule written", d.Label, d.FailedStep))
+			continue
+		}
+		rule, err := deviceRule(d, dir)
+		if err != nil {
+			return warnings, fmt.Errorf("device %q: %w", d.Label, err)
+		}
+		b.WriteString(rule)
+		n++
+	}
+	if n == 0 {
+		return warnings, fmt.Errorf("the report has no passed device")
+	}
+	pl, err := platformRule(rep, o)
+	if err != nil {
+		return warnings, err
+	}
+	b.WriteString(pl)
+	return warnings, os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func deviceRule(d evidence.Device, dir string) (string, error) {
+	var h crypto.Hash
+	switch d.Algorithms.BaseHashBits {
+	case secchan.HashSHA256:
+		h = crypto.SHA256
+	case secchan.HashSHA384:
+		h = crypto.SHA384
+	case secchan.HashSHA512:
+		h = crypto.SHA512
+	default:
+		return "", fmt.Errorf("unsupported hash %s", d.Algorithms.BaseHash)
+	}
+	chain, err := secchan.ParseCertChain(d.CertChain, h)
+	if err != nil {
+		return "", err
+	}
+	root := chain.Certs[0]
+	rh := h.New()
+	rh.Write(root.Raw)
+	if !bytes.Equal(rh.Sum(nil), chain.RootHash) {
+		return "", fmt.Errorf("the chain does not carry its root certificate; write the trust anchor by hand")
+	}
+	anchor := sanitize(d.Label) + "-root.pem"
+	if err := os.WriteFile(filepath.Join(dir, anchor), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "  - label: %s\n", strconv.Quote(d.Label))
+	fmt.Fprintf(&b, "    trust_anchors: [%s]  # %s\n", anchor, root.Subject)
+	fmt.Fprintf(&b, "    min_spdm_version: %q\n", d.SPDMVersion)
+	fmt.Fprintf(&b, "    allowed_asym: [%s]\n", d.Algorithms.BaseAsym)
+	fmt.Fprintf(&b, "    allowed_hash: [%s]\n", d.Algorithms.BaseHash)
+	fmt.Fprintf(&b, "    pin:\n      leaf_public_key_sha256: %x\n", policy.LeafPublicKeySHA256(chain.Leaf()))
+	b.WriteString("    reference_measurements:\n")
+	for _, blk := range d.Measurements.Blocks {
+		fmt.Fprintf(&b, "      - index: %d  # %s\n        digest: [%s]\n", blk.Index, blk.Type, blk.Value)
+	}
+	fmt.Fprintf(&b, "    require_session: %t\n", d.Session != nil && d.Session.Ended)
+	fmt.Fprintf(&b, "    require_ide: %t\n", d.IDE != nil && d.IDE.KeySet != "")
+	return b.String(), nil
+}
+
+func platformRule(rep *evidence.Report, o initOptions) (string, error) {
+	var pr platform.Report
+	if err := pr.UnmarshalBinary(rep.Platform.Report); err != nil {
+		return "", fmt.Errorf("platform report: %w", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "platform:\n  kind: %s\n", pr.Kind)
+	switch pr.Kind {
+	case platform.KindSNP:
+		r, err := abi.ReportToProto(pr.Raw)
+		if err != nil {
+			return "", fmt.Errorf("SEV-SNP report: %w", err)
+		}
+		debug := false
+		if pol, err := abi.ParseSnpPolicy(r.GetPolicy()); err == nil && pol.Debug {
+			debug = true
+			b.WriteString("  # The report's guest policy allows debugging (a test platform?): set\n  # policy_debug_allowed to false for production guests.\n")
+		}
+		fmt.Fprintf(&b, "  snp:\n    measurement: [%x]\n    policy_debug_allowed: %t\n", r.GetMeasurement(), debug)
+	case platform.KindTDX:
+		mrtd, err := tdxMRTD(pr.Raw)
+		if err != nil {
+			return "", fmt.Errorf("TDX quote: %w", err)
+		}
+		fmt.Fprintf(&b, "  tdx:\n    mrtd: [%x]\n", mrtd)
+	case platform.KindTPM:
+		fmt.Fprintf(&b, "  tpm:\n    # TPMT_PUBLIC of the attestation key; trust it only after checking it\n    # (EK certificate, credential activation).\n    ak_public: [%x]\n", pr.AKPublic)
+	}
+	if o.snpARK != "" || o.snpASK != "" || o.tdxRoot != "" {
+		b.WriteString("  roots:\n")
+		for _, f := range []struct{ key, path string }{{"snp_ark", o.snpARK}, {"snp_ask", o.snpASK}, {"tdx_root", o.tdxRoot}} {
+			if f.path == "" {
+				continue
+			}
+			abs, err := filepath.Abs(f.path)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "    %s: %s\n", f.key, strconv.Quote(abs))
+		}
+	}
+	return b.String(), nil
+}
+
+// sanitize turns a label into a file name.
+func sanitize(label string) string {
+	s := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.':
+			return r
+		}
+		return '_'
+	}, label)
+	if s == "" || s[0] == '.' {
+		d := sha256.Sum256([]byte(label))
+		s = "device-" + hex.EncodeToString(d[:4]) + s
+	}
+	return s
+}

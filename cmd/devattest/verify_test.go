@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/devattest/devattest/devsim"
+	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/evidence"
+	"github.com/devattest/devattest/guest"
+	"github.com/devattest/devattest/guest/platform"
+	"github.com/devattest/devattest/policy"
+)
+
+// startVF serves an emulated VF on a unix socket and returns its address
+// and root certificate.
+func startVF(t *testing.T, dir, name string) (string, *x509.Certificate) {
+	t.Helper()
+	vf, rootDER, _, err := devsim.NewDefaultSPDMVF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name+".sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &doe.Server{Mailbox: vf.Driver(), ExchangeTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "unix:" + path, root
+}
+
+type e2e struct {
+	dir, report, policy, nonceHex string
+	rep                           *evidence.Report
+}
+
+// attestOn attests two emulated VFs with the fake platform name, writes
+// the report, the platform roots and a policy made by "policy init".
+func attestOn(t *testing.T, name string, att platform.Attester, roots func(dir string) []string) e2e {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := &guest.Config{Platform: name, IDE: true}
+	for i, l := range []string{"0000:01:00.1", "0000:02:00.1"} {
+		addr, root := startVF(t, dir, l[5:7])
+		_ = i
+		cfg.Devices = append(cfg.Devices, guest.DeviceConfig{Label: l, Shim: addr, Anchors: []*x509.Certificate{root}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nonce := []byte("owner nonce " + name)
+	rep, err := guest.AttestWith(ctx, cfg, att, nonce)
+	if err != nil {
+		t.Fatalf("AttestWith: %v", err)
+	}
+	b, err := evidence.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := e2e{dir: dir, report: filepath.Join(dir, "report.json"), policy: filepath.Join(dir, "policy", "policy.yaml"),
+		nonceHex: hex.EncodeToString(nonce), rep: rep}
+	if err := os.WriteFile(e.report, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Dir(e.policy), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"policy", "init", "--from", e.report, "--out", e.policy}, roots(dir)...)
+	if code, out, errOut := runCmd(args...); code != 0 {
+		t.Fatalf("policy init: %d\n%s%s", code, out, errOut)
+	}
+	return e
+}
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, path string, b []byte) string {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestVerifyEndToEnd attests with each fake platform, writes a policy with
+// "policy init" and verifies the report with "verify"; then refuses a wrong
+// nonce, another platform kind, a changed reference measurement and
+// flipped bytes in the platform report and in the evidence.
+func TestVerifyEndToEnd(t *testing.T) {
+	cases := []struct {
+		name  string
+		open  func(t *testing.T) platform.Attester
+		roots func(t *testing.T, a platform.Attester) func(dir string) []string
+		other string // a platform section of another kind
+	}{
+		{"fake-snp", func(t *testing.T) platform.Attester {
+			a, err := platform.NewFakeSNP()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}, func(t *testing.T, a platform.Attester) func(string) []string {
+			return func(dir string) []string {
+				r := a.(*platform.FakeSNP).Roots()
+				return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
+					"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
+			}
+		}, "platform:\n  kind: tpm\n  tpm:\n    ak_public: [00]\n"},
+		{"fake-tdx", func(t *testing.T) platform.Attester {
+			a, err := platform.NewFakeTDX(platform.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}, func(t *testing.T, a platform.Attester) func(string) []string {
+			return func(dir string) []string {
+				pemRoot := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.(*platform.FakeTDX).RootCertificate()})
+				return []string{"--tdx-root", writeFile(t, filepath.Join(dir, "tdx-root.pem"), pemRoot)}
+			}
+		}, "platform:\n  kind: snp\n  snp:\n    measurement: [" + strings.Repeat("00", 48) + "]\n"},
+		{"fake-tpm", func(t *testing.T) platform.Attester {
+			a, err := platform.NewFakeTPM(platform.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Close() })
+			return a
+		}, func(*testing.T, platform.Attester) func(string) []string {
+			return func(string) []string { return nil }
+		}, "platform:\n  kind: tdx\n  tdx:\n    mrtd: [" + strings.Repeat("00", 48) + "]\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			att := tc.open(t)
+			e := attestOn(t, tc.name, att, tc.roots(t, att))
+
+			code, out, errOut := runCmd("verify", e.report, "--policy", e.policy, "--nonce", e.nonceHex)
+			if code != 0 || !strings.Contains(out, "verdict: PASS") {
+				t.Fatalf("verify: %d\n%s%s", code, out, errOut)
+			}
+			for _, want := range []string{"0000:01:00.1", "measurement signature", "boot binding", "platform report"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("verify output lacks %q:\n%s", want, out)
+				}
+			}
+			code, out, _ = runCmd("verify", "--json", "--policy", e.policy, "--nonce", e.nonceHex, e.report)
+			var v policy.Verdict
+			if err := json.Unmarshal([]byte(out), &v); err != nil || code != 0 || !v.OK || len(v.Results) < 20 {
+				t.Fatalf("verify --json: %d %v\n%s", code, err, out)
+			}
+			if code, out, _ := runCmd("inspect", e.report); code != 0 || !strings.Contains(out, "0000:02:00.1") {
+				t.Fatalf("inspect: %d\n%s", code, out)
+			}
+
+			refuse := func(t *testing.T, report, pol, nonce, check string) {
+				t.Helper()
+				code, out, errOut := runCmd("verify", report, "--policy", pol, "--nonce", nonce, "--json")
+				var v policy.Verdict
+				if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || v.OK {
+					t.Fatalf("verify: %d %v\n%s%s", code, err, out, errOut)
+				}
+				if f := failed(v.Results); f[check] == "" {
+					t.Fatalf("check %q not refused with a reason: %+v", check, v.Results)
+				}
+			}
+			t.Run("wrong nonce", func(t *testing.T) {
+				refuse(t, e.report, e.policy, "00"+e.nonceHex, policy.CheckOwnerNonce)
+			})
+			t.Run("no nonce", func(t *testing.T) {
+				if code, _, _ := runCmd("verify", e.report, "--policy", e.policy); code != 1 {
+					t.Fatalf("verify without a nonce: exit %d", code)
+				}
+			})
+			pol, err := os.ReadFile(e.policy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Run("other platform kind", func(t *testing.T) {
+				i := bytes.Index(pol, []byte("platform:\n"))
+				p := writeFile(t, filepath.Join(filepath.Dir(e.policy), "other.yaml"), append(bytes.Clone(pol[:i]), tc.other...))
+				refuse(t, e.report, p, e.nonceHex, policy.CheckKind)
+			})
+			t.Run("reference measurement changed", func(t *testing.T) {
+				v := e.rep.Devices[1].Measurements.Blocks[1].Value
+				bad := strings.Replace(string(pol), v, strings.Repeat("11", len(v)/2), 1)
+				p := writeFile(t, filepath.Join(filepath.Dir(e.policy), "wrong.yaml"), []byte(bad))
+				refuse(t, e.report, p, e.nonceHex, policy.CheckReference)
+			})
+			mutate := func(t *testing.T, f func(r *evidence.Report), check string) {
+				t.Helper()
+				b, _ := os.ReadFile(e.report)
+				var r evidence.Report
+				if err := json.Unmarshal(b, &r); err != nil {
+					t.Fatal(err)
+				}
+				f(&r)
+				b, err := json.Marshal(&r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				refuse(t, writeFile(t, filepath.Join(e.dir, "mutated.json"), b), e.policy, e.nonceHex, check)
+			}
+			t.Run("platform report byte", func(t *testing.T) {
+				// Inside the signed object: version, kind, raw's u24 length
+				// take 8 bytes, then 0x30 is inside the SEV-SNP report body, the TDX
+				// quote and the TPM's TPMS_ATTEST.
+				mutate(t, func(r *evidence.Report) { r.Platform.Report[8+0x30] ^= 1 }, policy.CheckPlatform)
+			})
+			t.Run("evidence byte", func(t *testing.T) {
+				mutate(t, func(r *evidence.Report) { r.Evidence[0][len(r.Evidence[0])/2] ^= 1 }, policy.CheckFormat)
+			})
+			t.Run("evidence re-made", func(t *testing.T) {
+				// Consistent devices and evidence bytes, but not the ones
+				// the platform report signed.
+				mutate(t, func(r *evidence.Report) {
+					r.Devices[0].Measurements.Blocks[0].Value = strings.Repeat("22", 48)
+					r.Evidence[0], _ = evidence.DeviceEvidenceBytes(r.Devices[0])
+				}, policy.CheckPlatform)
+			})
+			t.Run("nonce field", func(t *testing.T) {
+				mutate(t, func(r *evidence.Report) { r.Nonce = append(r.Nonce, 0) }, policy.CheckOwnerNonce)
+			})
+			if tc.name != "fake-snp" {
+				t.Run("event log", func(t *testing.T) {
+					mutate(t, func(r *evidence.Report) { r.Platform.EventLog[1].Digest[0] ^= 1 }, checkEventLog)
+				})
+			}
+		})
+	}
+}
+
+func failed(rs []policy.Result) map[string]string {
+	out := map[string]string{}
+	for _, r := range rs {
+		if !r.OK {
+			out[r.Check] = r.Reason
+		}
+	}
+	return out
+}
+
+func TestVerifyUsage(t *testing.T) {
+	if code, _, _ := runCmd("verify"); code != 2 {
+		t.Errorf("verify without arguments: exit %d, want 2", code)
+	}
+	if code, _, _ := runCmd("policy"); code != 2 {
+		t.Errorf("policy without init: exit %d, want 2", code)
+	}
+	if code, _, _ := runCmd("inspect"); code != 2 {
+		t.Errorf("inspect without a report: exit %d, want 2", code)
+	}
+}

@@ -1,0 +1,464 @@
+// Package policy holds the workload owner's rules for devices and the
+// platform, and judges a combined report (package evidence) against them.
+//
+// A policy is a YAML file (see example-policy.yaml). The same device rules
+// serve two callers: the guest at attestation time, through Validator (a
+// secchan.ChainValidator), and the verifier, through CheckDevice and Verify.
+// Platform reports are checked by a PlatformVerifier that the caller
+// supplies, so this package never imports the guest.
+package policy
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/devattest/devattest/secchan"
+)
+
+// MaxPolicySize bounds a policy file.
+const MaxPolicySize = 1 << 20
+
+// ErrPolicy wraps every error about a policy file.
+var ErrPolicy = errors.New("policy: bad policy")
+
+// Platform kinds a policy can name.
+const (
+	KindSNP = "snp"
+	KindTDX = "tdx"
+	KindTPM = "tpm"
+)
+
+// Policy is a parsed and checked policy file.
+type Policy struct {
+	// Devices are the device rules, matched by label; at most one is the
+	// default rule for labels no other rule names.
+	Devices []DeviceRule `yaml:"devices"`
+	// Platform is what the platform report must show.
+	Platform PlatformRule `yaml:"platform"`
+	// GuestPolicyDigest, when set, is the only policy digest (hex) the
+	// report may carry: the digest of the guest's own configuration
+	// (its devices and trust anchors), so a verifier knows which anchors
+	// the guest enforced.
+	GuestPolicyDigest HexBytes `yaml:"guest_policy_digest"`
+}
+
+// DeviceRule is what one device (or, for the default rule, any device
+// without its own rule) must show.
+type DeviceRule struct {
+	// Label is the guest's name for the device (e.g. its BDF).
+	Label string `yaml:"label"`
+	// Default marks the rule for devices that no labelled rule names.
+	Default bool `yaml:"default"`
+	// TrustAnchors are PEM files of the roots the device's certificate
+	// chain must reach, relative to the policy file.
+	TrustAnchors []string `yaml:"trust_anchors"`
+	// MinSPDMVersion is the lowest acceptable negotiated version ("1.2").
+	MinSPDMVersion string `yaml:"min_spdm_version"`
+	// AllowedAsym and AllowedHash list the acceptable negotiated base
+	// algorithms by secchan's names (ECDSA_P384, SHA_384, ...); empty
+	// allows every algorithm secchan supports.
+	AllowedAsym []string `yaml:"allowed_asym"`
+	AllowedHash []string `yaml:"allowed_hash"`
+	// Pin optionally pins the device's identity.
+	Pin *Pin `yaml:"pin"`
+	// ReferenceMeasurements are the accepted values of measurement blocks.
+	ReferenceMeasurements []ReferenceMeasurement `yaml:"reference_measurements"`
+	// RequireSession requires a secure session that was ended cleanly.
+	RequireSession bool `yaml:"require_session"`
+	// RequireIDE requires IDE keys programmed and a key set in use.
+	RequireIDE bool `yaml:"require_ide"`
+
+	anchors    []*x509.Certificate
+	minVersion secchan.Version
+	asym, hash uint32
+}
+
+// Pin pins a device identity: the SHA-256 of the leaf certificate's
+// SubjectPublicKeyInfo, or the SHA-256 of the whole SPDM certificate chain
+// (the cert_chain bytes of the report). Either or both may be given.
+type Pin struct {
+	LeafPublicKeySHA256 HexBytes `yaml:"leaf_public_key_sha256"`
+	ChainSHA256         HexBytes `yaml:"chain_sha256"`
+}
+
+// ReferenceMeasurement is one measurement block index and the values it
+// may have (more than one during a rolling update).
+type ReferenceMeasurement struct {
+	Index  uint8   `yaml:"index"`
+	Digest HexList `yaml:"digest"`
+}
+
+// PlatformRule is what the platform report must show.
+type PlatformRule struct {
+	// Kind is snp, tdx or tpm.
+	Kind string `yaml:"kind"`
+	// AllowNoRuntimeRegister accepts a report whose boot binding is "no
+	// runtime register" (default true for snp, false otherwise).
+	AllowNoRuntimeRegister *bool    `yaml:"allow_no_runtime_register"`
+	SNP                    *SNPRule `yaml:"snp"`
+	TDX                    *TDXRule `yaml:"tdx"`
+	TPM                    *TPMRule `yaml:"tpm"`
+	// Roots replace the vendors' production roots: for test platforms
+	// (the fake SEV-SNP and TDX signers) or a private root of trust.
+	Roots Roots `yaml:"roots"`
+}
+
+// NoRuntimeRegisterAllowed applies the default of AllowNoRuntimeRegister.
+func (p *PlatformRule) NoRuntimeRegisterAllowed() bool {
+	if p.AllowNoRuntimeRegister != nil {
+		return *p.AllowNoRuntimeRegister
+	}
+	return p.Kind == KindSNP
+}
+
+// SNPRule lists accepted SEV-SNP launch measurements.
+type SNPRule struct {
+	Measurement        HexList `yaml:"measurement"`
+	PolicyDebugAllowed bool    `yaml:"policy_debug_allowed"`
+}
+
+// TDXRule lists accepted TD measurements (MRTD).
+type TDXRule struct {
+	MRTD HexList `yaml:"mrtd"`
+}
+
+// TPMRule lists the trusted TPM attestation keys (TPMT_PUBLIC, hex).
+type TPMRule struct {
+	AKPublic HexList `yaml:"ak_public"`
+}
+
+// Roots are files (relative to the policy file) with platform roots.
+type Roots struct {
+	// SNPARK and SNPASK are the AMD ARK and ASK (PEM or DER).
+	SNPARK string `yaml:"snp_ark"`
+	SNPASK string `yaml:"snp_ask"`
+	// TDXRoot is the root CA of the TDX PCK chain (PEM or DER).
+	TDXRoot string `yaml:"tdx_root"`
+
+	// Loaded DER certificates (empty when the file is not named).
+	SNPARKDER, SNPASKDER, TDXRootDER []byte `yaml:"-"`
+}
+
+// HexBytes is a byte string written in hex.
+type HexBytes []byte
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (h *HexBytes) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a hex string", n.Line)
+	}
+	b, err := decodeHex(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*h = b
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (h HexBytes) MarshalYAML() (any, error) { return hex.EncodeToString(h), nil }
+
+// HexList is one hex string or a list of them.
+type HexList [][]byte
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *HexList) UnmarshalYAML(n *yaml.Node) error {
+	var nodes []*yaml.Node
+	switch n.Kind {
+	case yaml.ScalarNode:
+		nodes = []*yaml.Node{n}
+	case yaml.SequenceNode:
+		nodes = n.Content
+	default:
+		return fmt.Errorf("line %d: want a hex string or a list of them", n.Line)
+	}
+	out := make([][]byte, 0, len(nodes))
+	for _, c := range nodes {
+		var h HexBytes
+		if err := h.UnmarshalYAML(c); err != nil {
+			return err
+		}
+		out = append(out, h)
+	}
+	*l = out
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (l HexList) MarshalYAML() (any, error) {
+	out := make([]string, len(l))
+	for i, b := range l {
+		out[i] = hex.EncodeToString(b)
+	}
+	return out, nil
+}
+
+// Contains reports whether v is one of the list's values.
+func (l HexList) Contains(v []byte) bool {
+	for _, b := range l {
+		if bytes.Equal(b, v) {
+			return true
+		}
+	}
+	return false
+}
+
+func decodeHex(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("empty hex string")
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("bad hex %q: %w", s, err)
+	}
+	return b, nil
+}
+
+// Load reads, parses and checks the policy file at path and loads every
+// file it names.
+func Load(path string) (*Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	return Parse(b, filepath.Dir(path))
+}
+
+// Parse parses and checks a policy; files it names are relative to dir.
+func Parse(b []byte, dir string) (*Policy, error) {
+	if len(b) > MaxPolicySize {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrPolicy, MaxPolicySize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var p Policy
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("%w: more than one YAML document", ErrPolicy)
+	}
+	if err := p.check(dir); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	return &p, nil
+}
+
+func (p *Policy) check(dir string) error {
+	if len(p.Devices) == 0 {
+		return errors.New("devices: no device rules")
+	}
+	seen := map[string]bool{}
+	defaults := 0
+	for i := range p.Devices {
+		r := &p.Devices[i]
+		key := fmt.Sprintf("devices[%d]", i)
+		switch {
+		case r.Default && r.Label != "":
+			return fmt.Errorf("%s: a rule has either a label or default: true, not both", key)
+		case r.Default:
+			defaults++
+			if defaults > 1 {
+				return fmt.Errorf("%s: more than one default rule", key)
+			}
+		case r.Label == "":
+			return fmt.Errorf("%s.label: missing (or set default: true)", key)
+		case seen[r.Label]:
+			return fmt.Errorf("%s.label: %q repeated", key, r.Label)
+		default:
+			seen[r.Label] = true
+		}
+		if err := r.check(key, dir); err != nil {
+			return err
+		}
+	}
+	return p.Platform.check(dir)
+}
+
+func (r *DeviceRule) check(key, dir string) error {
+	if len(r.TrustAnchors) == 0 {
+		return fmt.Errorf("%s.trust_anchors: missing", key)
+	}
+	for j, f := range r.TrustAnchors {
+		certs, err := loadCerts(resolve(dir, f))
+		if err != nil {
+			return fmt.Errorf("%s.trust_anchors[%d]: %w", key, j, err)
+		}
+		r.anchors = append(r.anchors, certs...)
+	}
+	if r.MinSPDMVersion != "" {
+		v, err := secchan.ParseVersion(r.MinSPDMVersion)
+		if err != nil {
+			return fmt.Errorf("%s.min_spdm_version: %w", key, err)
+		}
+		r.minVersion = v
+	}
+	var err error
+	if r.asym, err = parseAlgs(r.AllowedAsym, secchan.ParseAsymList); err != nil {
+		return fmt.Errorf("%s.allowed_asym: %w", key, err)
+	}
+	if r.hash, err = parseAlgs(r.AllowedHash, secchan.ParseHashList); err != nil {
+		return fmt.Errorf("%s.allowed_hash: %w", key, err)
+	}
+	if pin := r.Pin; pin != nil {
+		if pin.LeafPublicKeySHA256 == nil && pin.ChainSHA256 == nil {
+			return fmt.Errorf("%s.pin: give leaf_public_key_sha256 or chain_sha256", key)
+		}
+		if pin.LeafPublicKeySHA256 != nil && len(pin.LeafPublicKeySHA256) != 32 {
+			return fmt.Errorf("%s.pin.leaf_public_key_sha256: %d bytes, want 32", key, len(pin.LeafPublicKeySHA256))
+		}
+		if pin.ChainSHA256 != nil && len(pin.ChainSHA256) != 32 {
+			return fmt.Errorf("%s.pin.chain_sha256: %d bytes, want 32", key, len(pin.ChainSHA256))
+		}
+	}
+	idx := map[uint8]bool{}
+	for j, m := range r.ReferenceMeasurements {
+		k := fmt.Sprintf("%s.reference_measurements[%d]", key, j)
+		if m.Index == 0 || m.Index == 0xFF {
+			return fmt.Errorf("%s.index: %d is reserved (want 1 to 254)", k, m.Index)
+		}
+		if idx[m.Index] {
+			return fmt.Errorf("%s.index: %d repeated", k, m.Index)
+		}
+		idx[m.Index] = true
+		if len(m.Digest) == 0 {
+			return fmt.Errorf("%s.digest: missing", k)
+		}
+	}
+	return nil
+}
+
+func parseAlgs(names []string, parse func(string) (uint32, error)) (uint32, error) {
+	var v uint32
+	for _, n := range names {
+		b, err := parse(n)
+		if err != nil {
+			return 0, err
+		}
+		v |= b
+	}
+	return v, nil
+}
+
+func (p *PlatformRule) check(dir string) error {
+	switch p.Kind {
+	case KindSNP, KindTDX, KindTPM:
+	case "":
+		return errors.New("platform.kind: missing (snp, tdx or tpm)")
+	default:
+		return fmt.Errorf("platform.kind: %q (want snp, tdx or tpm)", p.Kind)
+	}
+	if p.SNP != nil && p.Kind != KindSNP || p.TDX != nil && p.Kind != KindTDX || p.TPM != nil && p.Kind != KindTPM {
+		return fmt.Errorf("platform: a section for another kind than %q", p.Kind)
+	}
+	switch {
+	case p.Kind == KindSNP && (p.SNP == nil || len(p.SNP.Measurement) == 0):
+		return errors.New("platform.snp.measurement: missing")
+	case p.Kind == KindTDX && (p.TDX == nil || len(p.TDX.MRTD) == 0):
+		return errors.New("platform.tdx.mrtd: missing")
+	case p.Kind == KindTPM && (p.TPM == nil || len(p.TPM.AKPublic) == 0):
+		return errors.New("platform.tpm.ak_public: missing")
+	}
+	if p.SNP != nil {
+		for i, m := range p.SNP.Measurement {
+			if len(m) != 48 {
+				return fmt.Errorf("platform.snp.measurement[%d]: %d bytes, want 48", i, len(m))
+			}
+		}
+	}
+	if p.TDX != nil {
+		for i, m := range p.TDX.MRTD {
+			if len(m) != 48 {
+				return fmt.Errorf("platform.tdx.mrtd[%d]: %d bytes, want 48", i, len(m))
+			}
+		}
+	}
+	r := &p.Roots
+	if (r.SNPARK == "") != (r.SNPASK == "") {
+		return errors.New("platform.roots: snp_ark and snp_ask go together")
+	}
+	for _, f := range []struct {
+		key, path string
+		dst       *[]byte
+	}{{"snp_ark", r.SNPARK, &r.SNPARKDER}, {"snp_ask", r.SNPASK, &r.SNPASKDER}, {"tdx_root", r.TDXRoot, &r.TDXRootDER}} {
+		if f.path == "" {
+			continue
+		}
+		certs, err := loadCerts(resolve(dir, f.path))
+		if err != nil {
+			return fmt.Errorf("platform.roots.%s: %w", f.key, err)
+		}
+		if len(certs) != 1 {
+			return fmt.Errorf("platform.roots.%s: %d certificates, want 1", f.key, len(certs))
+		}
+		*f.dst = certs[0].Raw
+	}
+	return nil
+}
+
+func resolve(dir, path string) string {
+	if filepath.IsAbs(path) || dir == "" {
+		return path
+	}
+	return filepath.Join(dir, path)
+}
+
+// loadCerts reads PEM certificates, or one DER certificate.
+func loadCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if c, err := x509.ParseCertificate(b); err == nil {
+		return []*x509.Certificate{c}, nil
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no certificate (PEM or DER)", path)
+	}
+	return out, nil
+}
+
+// Rule returns the rule for label: its own, else the default rule.
+func (p *Policy) Rule(label string) (*DeviceRule, bool) {
+	var def *DeviceRule
+	for i := range p.Devices {
+		r := &p.Devices[i]
+		if r.Label == label && !r.Default {
+			return r, true
+		}
+		if r.Default {
+			def = r
+		}
+	}
+	return def, def != nil
+}
+
+// Anchors returns the rule's loaded trust anchors.
+func (r *DeviceRule) Anchors() []*x509.Certificate { return r.anchors }

@@ -1,0 +1,126 @@
+package policy_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/devattest/devattest/policy"
+)
+
+func TestExamplePolicyLoads(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("example-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeSelfSigned(t, filepath.Join(dir, "vf0-root.pem"))
+	writeSelfSigned(t, filepath.Join(dir, "vf1-root.pem"))
+	p, err := policy.Load(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := p.Rule("0000:01:00.1")
+	if !ok || len(r.Anchors()) != 1 || len(r.ReferenceMeasurements) != 2 || len(r.ReferenceMeasurements[0].Digest) != 1 || !r.RequireIDE {
+		t.Fatalf("rule %+v", r)
+	}
+	if d, ok := p.Rule("0000:07:00.0"); !ok || !d.Default {
+		t.Fatalf("default rule not found")
+	}
+	if p.Platform.Kind != policy.KindSNP || !p.Platform.NoRuntimeRegisterAllowed() || len(p.Platform.SNP.Measurement) != 1 {
+		t.Fatalf("platform %+v", p.Platform)
+	}
+}
+
+const goodPolicy = `devices:
+  - label: a
+    trust_anchors: [root.pem]
+platform:
+  kind: tdx
+  tdx:
+    mrtd: [` + "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" + `]
+`
+
+// TestParseRefused checks that each bad key or value is refused with the
+// key and the reason.
+func TestParseRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeSelfSigned(t, filepath.Join(dir, "root.pem"))
+	if _, err := policy.Parse([]byte(goodPolicy), dir); err != nil {
+		t.Fatalf("good policy: %v", err)
+	}
+	rep := func(old, new string) string { return strings.Replace(goodPolicy, old, new, 1) }
+	tests := []struct{ name, yml, want string }{
+		{"unknown top-level key", goodPolicy + "extra: 1\n", "field extra not found"},
+		{"unknown device key", rep("    trust_anchors:", "    trust_anchor: [x]\n    trust_anchors:"), "field trust_anchor not found"},
+		{"unknown platform key", rep("  kind: tdx", "  kind: tdx\n  knid: snp"), "field knid not found"},
+		{"no devices", "platform:\n  kind: snp\n", "devices: no device rules"},
+		{"no label", rep("  - label: a", "  - require_ide: true"), "devices[0].label: missing"},
+		{"label and default", rep("  - label: a", "  - label: a\n    default: true"), "devices[0]: a rule has either"},
+		{"repeated label", rep("platform:", "  - label: a\n    trust_anchors: [root.pem]\nplatform:"), "devices[1].label: \"a\" repeated"},
+		{"two defaults", rep("  - label: a", "  - default: true\n    trust_anchors: [root.pem]\n  - default: true"), "devices[1]: more than one default"},
+		{"no anchors", rep("    trust_anchors: [root.pem]", "    require_ide: true"), "devices[0].trust_anchors: missing"},
+		{"anchor file missing", rep("[root.pem]", "[nope.pem]"), "devices[0].trust_anchors[0]"},
+		{"bad version", rep("    trust_anchors", "    min_spdm_version: \"1.4\"\n    trust_anchors"), "devices[0].min_spdm_version"},
+		{"bad asym", rep("    trust_anchors", "    allowed_asym: [ECDSA_P999]\n    trust_anchors"), "devices[0].allowed_asym: secchan: unknown asymmetric algorithm"},
+		{"bad hash", rep("    trust_anchors", "    allowed_hash: [MD5]\n    trust_anchors"), "devices[0].allowed_hash"},
+		{"empty pin", rep("    trust_anchors", "    pin: {}\n    trust_anchors"), "devices[0].pin"},
+		{"short pin", rep("    trust_anchors", "    pin:\n      chain_sha256: abcd\n    trust_anchors"), "devices[0].pin.chain_sha256: 2 bytes"},
+		{"bad hex", rep("    trust_anchors", "    pin:\n      chain_sha256: xyz\n    trust_anchors"), "bad hex"},
+		{"index 0", rep("    trust_anchors", "    reference_measurements:\n      - index: 0\n        digest: aa\n    trust_anchors"), "devices[0].reference_measurements[0].index: 0 is reserved"},
+		{"index too large", rep("    trust_anchors", "    reference_measurements:\n      - index: 300\n        digest: aa\n    trust_anchors"), "cannot unmarshal"},
+		{"no digest", rep("    trust_anchors", "    reference_measurements:\n      - index: 1\n    trust_anchors"), "reference_measurements[0].digest: missing"},
+		{"repeated index", rep("    trust_anchors", "    reference_measurements:\n      - index: 1\n        digest: aa\n      - index: 1\n        digest: bb\n    trust_anchors"), "reference_measurements[1].index: 1 repeated"},
+		{"digest a map", rep("    trust_anchors", "    reference_measurements:\n      - index: 1\n        digest: {a: b}\n    trust_anchors"), "want a hex string or a list"},
+		{"bool wrong", rep("    trust_anchors", "    require_ide: maybe\n    trust_anchors"), "cannot unmarshal"},
+		{"no kind", rep("  kind: tdx\n", ""), "platform.kind: missing"},
+		{"bad kind", rep("kind: tdx", "kind: sgx"), "platform.kind: \"sgx\""},
+		{"section of another kind", rep("kind: tdx", "kind: snp"), "platform: a section for another kind"},
+		{"no mrtd", rep("    mrtd: [", "    mrtd: []\n    #"), "platform.tdx.mrtd: missing"},
+		{"short mrtd", rep("mrtd: [00", "mrtd: ["), "platform.tdx.mrtd[0]: 47 bytes"},
+		{"roots pair", rep("  tdx:", "  roots:\n    snp_ark: root.pem\n  tdx:"), "platform.roots: snp_ark and snp_ask"},
+		{"root missing", rep("  tdx:", "  roots:\n    tdx_root: none.pem\n  tdx:"), "platform.roots.tdx_root"},
+		{"two documents", goodPolicy + "---\ndevices: []\n", "more than one YAML document"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := policy.Parse([]byte(tc.yml), dir)
+			if !errors.Is(err, policy.ErrPolicy) {
+				t.Fatalf("Parse: %v, want ErrPolicy\n%s", err, tc.yml)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse: %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	dir := f.TempDir()
+	writeSelfSigned(f, filepath.Join(dir, "root.pem"))
+	f.Add([]byte(goodPolicy))
+	if b, err := os.ReadFile("example-policy.yaml"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("devices: [{default: true, trust_anchors: [root.pem]}]\nplatform: {kind: tpm, tpm: {ak_public: [00]}}\n"))
+	f.Add([]byte("devices:\n  - label: x\n    trust_anchors: [root.pem]\n    reference_measurements: [{index: 1, digest: [aa, bb]}]\nplatform: {kind: snp, snp: {measurement: ab}}\n"))
+	f.Add([]byte("&a [*a]"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := policy.Parse(b, dir)
+		if err != nil {
+			if !errors.Is(err, policy.ErrPolicy) {
+				t.Fatalf("error %v does not wrap ErrPolicy", err)
+			}
+			return
+		}
+		if len(p.Devices) == 0 || p.Platform.Kind == "" {
+			t.Fatalf("accepted an incomplete policy: %+v", p)
+		}
+	})
+}
