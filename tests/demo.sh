@@ -100,7 +100,34 @@ devices:
     trust_anchors: [vf1-root.pem]
 YAML
 od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$out/nonce.hex"
-bin/devattest-guest attest --config "$out/guest.yaml" --nonce "$(cat "$out/nonce.hex")" --out "$out/report.json"
-echo "   (owner nonce in $out/nonce.hex; the workload owner checks $out/report.json with devattest verify, issue 8)"
+bin/devattest-guest attest --config "$out/guest.yaml" --nonce "$(cat "$out/nonce.hex")" --out "$out/report.json" \
+  --platform-roots-out "$out"
+echo
+
+echo "== the workload owner: a starting policy from this known-good report, then the offline verdict"
+rm -f "$out/policy.yaml"
+bin/devattest policy init --from "$out/report.json" --out "$out/policy.yaml" \
+  --snp-ark "$out/snp-ark.der" --snp-ask "$out/snp-ask.der"
+bin/devattest verify "$out/report.json" --policy "$out/policy.yaml" --nonce "$(cat "$out/nonce.hex")"
+echo
+
+echo "== the same report against a policy whose reference for one measurement differs:"
+# Change the first reference digest of the policy (its last hex digit).
+awk 'done != 1 && /digest: \[[0-9a-f]+\]/ { i = index($0, "]"); c = substr($0, i - 1, 1);
+  $0 = substr($0, 1, i - 2) (c == "0" ? "1" : "0") substr($0, i); done = 1 } { print }' \
+  "$out/policy.yaml" > "$out/wrong-policy.yaml"
+if cmp -s "$out/policy.yaml" "$out/wrong-policy.yaml"; then
+  echo "demo: could not change a reference measurement in $out/policy.yaml" >&2
+  exit 1
+fi
+status=0
+bin/devattest verify "$out/report.json" --policy "$out/wrong-policy.yaml" --nonce "$(cat "$out/nonce.hex")" \
+  > "$out/wrong-verdict.txt" || status=$?
+grep -Ei '^DEVICE| fail|verdict' "$out/wrong-verdict.txt" || true
+if [ "$status" -ne 1 ]; then
+  echo "demo: devattest verify exited $status for the wrong policy, want 1 (refused)" >&2
+  exit 1
+fi
+echo "   (refused, as it must be)"
 echo
 echo "audit log: $out/shim.log"

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/devattest/devattest/guest/platform"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,12 +21,13 @@ import (
 
 func runAttest(args []string, stdout, stderr io.Writer) int {
 	const prog = "devattest-guest attest"
-	fs := cli.NewFlagSet(prog, prog+" --config FILE [--out FILE] [--nonce HEX]")
+	fs := cli.NewFlagSet(prog, prog+" --config FILE [--out FILE] [--nonce HEX] [--platform-roots-out DIR]")
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "the guest configuration (YAML)")
 	out := fs.String("out", "", "write the combined report (JSON) to this file")
 	nonceHex := fs.String("nonce", "", "the owner's nonce in hex (default: 32 random bytes)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "deadline for the whole attestation")
+	rootsOut := fs.String("platform-roots-out", "", "fake platforms only: write the fake's signing roots to this directory (snp-ark.der, snp-ask.der or tdx-root.der), so the report can be verified offline")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -49,7 +52,17 @@ func runAttest(args []string, stdout, stderr io.Writer) int {
 	ctx, cancelT := context.WithTimeout(ctx, *timeout)
 	defer cancelT()
 
-	rep, attErr := guest.Attest(ctx, cfg, nonce)
+	att, err := platform.New(cfg.Platform, platform.Options{})
+	if err != nil {
+		return cli.Fail(stderr, prog, fmt.Errorf("%w: %w", guest.ErrPlatform, err))
+	}
+	defer att.Close()
+	if *rootsOut != "" {
+		if err := writeFakeRoots(*rootsOut, att); err != nil {
+			return cli.Fail(stderr, prog, fmt.Errorf("--platform-roots-out: %w", err))
+		}
+	}
+	rep, attErr := guest.AttestWith(ctx, cfg, att, nonce)
 	if rep != nil {
 		printSummary(stdout, cfg, rep)
 		if *out != "" {
@@ -116,4 +129,26 @@ func printSummary(w io.Writer, cfg *guest.Config, rep *evidence.Report) {
 	if p.Error != "" {
 		fmt.Fprintf(w, "  platform error: %s\n", p.Error)
 	}
+}
+
+// writeFakeRoots writes a fake platform's signing roots for an offline
+// verifier. A real platform's roots are the vendor's, built into the
+// verification libraries; there is nothing to write.
+func writeFakeRoots(dir string, att platform.Attester) error {
+	files := map[string][]byte{}
+	switch a := att.(type) {
+	case *platform.FakeSNP:
+		r := a.Roots()
+		files["snp-ark.der"], files["snp-ask.der"] = r.ARK, r.ASK
+	case *platform.FakeTDX:
+		files["tdx-root.der"] = a.RootCertificate()
+	default:
+		return fmt.Errorf("platform %s is not a fake with its own roots", att.Kind())
+	}
+	for name, der := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), der, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
