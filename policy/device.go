@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/secchan"
@@ -35,6 +36,7 @@ const (
 	CheckChain       = "certificate chain"
 	CheckAnchors     = "trust anchors"
 	CheckPin         = "pin"
+	CheckCertRules   = "certificate rules"
 	CheckRequest     = "measurement request"
 	CheckNonce       = "measurement nonce"
 	CheckTranscript  = "transcript"
@@ -84,11 +86,68 @@ func (v *chainValidator) ValidateChain(chain *secchan.CertChain, h crypto.Hash) 
 	if err := v.rule.checkHash(h); err != nil {
 		return fmt.Errorf("%w: %w", secchan.ErrCertChain, err)
 	}
-	if err := (&secchan.AnchorValidator{Roots: v.rule.anchors}).ValidateChain(chain, h); err != nil {
+	if err := v.rule.anchorValidator().ValidateChain(chain, h); err != nil {
 		return err
 	}
 	if err := v.rule.checkPin(chain); err != nil {
 		return fmt.Errorf("%w: %w", secchan.ErrCertChain, err)
+	}
+	if err := v.rule.checkCertRules(chain, h); err != nil {
+		return fmt.Errorf("%w: %w", secchan.ErrCertChain, err)
+	}
+	return nil
+}
+
+// anchorValidator validates to the rule's anchors at the rule's
+// validity_time, or now.
+func (r *DeviceRule) anchorValidator() *secchan.AnchorValidator {
+	v := &secchan.AnchorValidator{Roots: r.anchors}
+	if c := r.Certificates; c != nil && !c.validAt.IsZero() {
+		at := c.validAt
+		v.Now = func() time.Time { return at }
+	}
+	return v
+}
+
+// checkCertRules applies the rule's certificates block (but not
+// validity_time, which anchorValidator applies) to a parsed chain.
+func (r *DeviceRule) checkCertRules(chain *secchan.CertChain, h crypto.Hash) error {
+	c := r.Certificates
+	if c == nil {
+		return nil
+	}
+	var bad []string
+	if c.MaxChainLength > 0 {
+		n := len(chain.Certs)
+		d := h.New()
+		d.Write(chain.Certs[0].Raw)
+		if !bytes.Equal(d.Sum(nil), chain.RootHash) {
+			n++ // the root is not carried; count it
+		}
+		if n > c.MaxChainLength {
+			bad = append(bad, fmt.Sprintf("max_chain_length: the chain has %d certificates (root included), the policy allows %d", n, c.MaxChainLength))
+		}
+	}
+	leaf := chain.Leaf()
+	if c.LeafKeyUsageDigitalSignature && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		bad = append(bad, fmt.Sprintf("leaf_key_usage_digital_signature: the leaf %q has no digitalSignature key usage", leaf.Subject))
+	}
+	if c.LeafNotCA && (!leaf.BasicConstraintsValid || leaf.IsCA) {
+		why := "is a CA"
+		if !leaf.BasicConstraintsValid {
+			why = "has no basic constraints"
+		}
+		bad = append(bad, fmt.Sprintf("leaf_not_ca: the leaf %q %s", leaf.Subject, why))
+	}
+	if c.IntermediatesCA {
+		for i, cert := range chain.Certs[:len(chain.Certs)-1] {
+			if !cert.BasicConstraintsValid || !cert.IsCA {
+				bad = append(bad, fmt.Sprintf("intermediates_ca: certificate %d %q is not a CA with valid basic constraints", i, cert.Subject))
+			}
+		}
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
 	}
 	return nil
 }
@@ -212,14 +271,20 @@ func (c *deviceCheck) run(ownerNonce []byte) {
 	chain, err := secchan.ParseCertChain(d.CertChain, n.h)
 	chainOK := c.result(CheckChain, err)
 	if chainOK {
-		c.result(CheckAnchors, (&secchan.AnchorValidator{Roots: r.anchors}).ValidateChain(chain, n.h))
+		c.result(CheckAnchors, r.anchorValidator().ValidateChain(chain, n.h))
 		if r.Pin != nil {
 			c.result(CheckPin, r.checkPin(chain))
+		}
+		if r.Certificates != nil {
+			c.result(CheckCertRules, r.checkCertRules(chain, n.h))
 		}
 	} else {
 		c.fail(CheckAnchors, "not checked: the chain does not parse")
 		if r.Pin != nil {
 			c.fail(CheckPin, "not checked: the chain does not parse")
+		}
+		if r.Certificates != nil {
+			c.fail(CheckCertRules, "not checked: the chain does not parse")
 		}
 	}
 

@@ -15,9 +15,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -76,10 +79,36 @@ type DeviceRule struct {
 	RequireSession bool `yaml:"require_session"`
 	// RequireIDE requires IDE keys programmed and a key set in use.
 	RequireIDE bool `yaml:"require_ide"`
+	// Certificates are rules on the certificate chain beyond reaching a
+	// trust anchor; absent, only the anchors (at the current time) and
+	// the pin are checked.
+	Certificates *CertRules `yaml:"certificates"`
 
 	anchors    []*x509.Certificate
 	minVersion secchan.Version
 	asym, hash uint32
+}
+
+// CertRules are rules on a device's certificate chain. Zero values leave
+// a property unchecked.
+type CertRules struct {
+	// MaxChainLength is the most certificates the chain may have, its root
+	// included (counted even when the device does not carry it).
+	MaxChainLength int `yaml:"max_chain_length"`
+	// ValidityTime (RFC 3339) is the time at which the chain must be
+	// valid, instead of the current time: for devices whose certificates
+	// expire, or a clock the verifier does not trust.
+	ValidityTime string `yaml:"validity_time"`
+	// LeafKeyUsageDigitalSignature requires the leaf's KeyUsage extension
+	// to include digitalSignature.
+	LeafKeyUsageDigitalSignature bool `yaml:"leaf_key_usage_digital_signature"`
+	// LeafNotCA requires the leaf to carry BasicConstraints with CA false.
+	LeafNotCA bool `yaml:"leaf_not_ca"`
+	// IntermediatesCA requires every certificate of the chain except the
+	// leaf to carry valid BasicConstraints with CA true.
+	IntermediatesCA bool `yaml:"intermediates_ca"`
+
+	validAt time.Time
 }
 
 // Pin pins a device identity: the SHA-256 of the leaf certificate's
@@ -120,21 +149,54 @@ func (p *PlatformRule) NoRuntimeRegisterAllowed() bool {
 	return p.Kind == KindSNP
 }
 
-// SNPRule lists accepted SEV-SNP launch measurements.
+// SNPRule lists accepted SEV-SNP launch measurements, and optionally the
+// lowest acceptable TCB and the acceptable VMPLs.
 type SNPRule struct {
 	Measurement        HexList `yaml:"measurement"`
 	PolicyDebugAllowed bool    `yaml:"policy_debug_allowed"`
+	// MinTCB is the lowest acceptable reported TCB (REPORTED_TCB).
+	MinTCB *SNPTCB `yaml:"min_tcb"`
+	// VMPL lists the VMPLs (0 to 3) the report may come from; empty
+	// allows any.
+	VMPL []uint8 `yaml:"vmpl"`
 }
 
-// TDXRule lists accepted TD measurements (MRTD).
+// SNPTCB are the security patch levels (SVNs) of a SEV-SNP TCB version.
+type SNPTCB struct {
+	Bootloader uint8 `yaml:"bootloader"`
+	TEE        uint8 `yaml:"tee"`
+	SNP        uint8 `yaml:"snp"`
+	Microcode  uint8 `yaml:"microcode"`
+}
+
+// TDXRule lists accepted TD measurements (MRTD), and optionally accepted
+// RTMR values and the exact TD attributes and XFAM.
 type TDXRule struct {
 	MRTD HexList `yaml:"mrtd"`
+	// RTMRs maps an RTMR index (0 to 3) to its accepted values (48 bytes
+	// each). RTMR[3] carries devattest's boot binding, so usually only
+	// RTMRs 0 to 2 are pinned.
+	RTMRs map[uint8]HexList `yaml:"rtmrs"`
+	// TDAttributes and XFAM (8 bytes each, as in the quote) must be
+	// exactly these values when set.
+	TDAttributes HexBytes `yaml:"td_attributes"`
+	XFAM         HexBytes `yaml:"xfam"`
 }
 
-// TPMRule lists the trusted TPM attestation keys (TPMT_PUBLIC, hex).
+// TPMRule lists the trusted TPM attestation keys (TPMT_PUBLIC, hex) and
+// optionally the accepted values of quoted PCRs.
 type TPMRule struct {
 	AKPublic HexList `yaml:"ak_public"`
+	// PCRs maps a PCR index (0 to 23) to its accepted SHA-256 bank values.
+	// The boot-binding PCR (DefaultTPMPCR) is checked by replaying the
+	// event log and may not be pinned.
+	PCRs map[uint8]HexList `yaml:"pcrs"`
 }
+
+// DefaultTPMPCR is the vTPM PCR that carries the boot binding (the
+// guest's platform.DefaultTPMPCR, written again here because policy never
+// imports the guest).
+const DefaultTPMPCR = 15
 
 // Roots are files (relative to the policy file) with platform roots.
 type Roots struct {
@@ -336,6 +398,18 @@ func (r *DeviceRule) check(key, dir string) error {
 			return fmt.Errorf("%s.digest: missing", k)
 		}
 	}
+	if c := r.Certificates; c != nil {
+		if c.MaxChainLength < 0 {
+			return fmt.Errorf("%s.certificates.max_chain_length: %d (want 1 or more)", key, c.MaxChainLength)
+		}
+		if c.ValidityTime != "" {
+			t, err := time.Parse(time.RFC3339, c.ValidityTime)
+			if err != nil {
+				return fmt.Errorf("%s.certificates.validity_time: want RFC 3339 (2025-01-02T15:04:05Z): %w", key, err)
+			}
+			c.validAt = t
+		}
+	}
 	return nil
 }
 
@@ -377,11 +451,38 @@ func (p *PlatformRule) check(dir string) error {
 			}
 		}
 	}
-	if p.TDX != nil {
-		for i, m := range p.TDX.MRTD {
+	if s := p.SNP; s != nil {
+		for i, v := range s.VMPL {
+			if v > 3 {
+				return fmt.Errorf("platform.snp.vmpl[%d]: %d (want 0 to 3)", i, v)
+			}
+			if slices.Index(s.VMPL, v) != i {
+				return fmt.Errorf("platform.snp.vmpl[%d]: %d repeated", i, v)
+			}
+		}
+	}
+	if t := p.TDX; t != nil {
+		for i, m := range t.MRTD {
 			if len(m) != 48 {
 				return fmt.Errorf("platform.tdx.mrtd[%d]: %d bytes, want 48", i, len(m))
 			}
+		}
+		if err := checkRegisters("platform.tdx.rtmrs", "RTMR", t.RTMRs, 3, 48); err != nil {
+			return err
+		}
+		if t.TDAttributes != nil && len(t.TDAttributes) != 8 {
+			return fmt.Errorf("platform.tdx.td_attributes: %d bytes, want 8", len(t.TDAttributes))
+		}
+		if t.XFAM != nil && len(t.XFAM) != 8 {
+			return fmt.Errorf("platform.tdx.xfam: %d bytes, want 8", len(t.XFAM))
+		}
+	}
+	if t := p.TPM; t != nil {
+		if _, ok := t.PCRs[DefaultTPMPCR]; ok {
+			return fmt.Errorf("platform.tpm.pcrs: PCR %d carries the boot binding, which is checked by replaying the event log; do not pin it", DefaultTPMPCR)
+		}
+		if err := checkRegisters("platform.tpm.pcrs", "PCR", t.PCRs, 23, 32); err != nil {
+			return err
 		}
 	}
 	r := &p.Roots
@@ -403,6 +504,24 @@ func (p *PlatformRule) check(dir string) error {
 			return fmt.Errorf("platform.roots.%s: %d certificates, want 1", f.key, len(certs))
 		}
 		*f.dst = certs[0].Raw
+	}
+	return nil
+}
+
+// checkRegisters checks a map of register index to accepted values.
+func checkRegisters(key, name string, m map[uint8]HexList, maxIndex uint8, size int) error {
+	for _, i := range slices.Sorted(maps.Keys(m)) {
+		if i > maxIndex {
+			return fmt.Errorf("%s: %s %d out of range (0 to %d)", key, name, i, maxIndex)
+		}
+		if len(m[i]) == 0 {
+			return fmt.Errorf("%s[%d]: no accepted value", key, i)
+		}
+		for j, v := range m[i] {
+			if len(v) != size {
+				return fmt.Errorf("%s[%d][%d]: %d bytes, want %d", key, i, j, len(v), size)
+			}
+		}
 	}
 	return nil
 }

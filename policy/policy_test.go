@@ -29,6 +29,9 @@ func TestExamplePolicyLoads(t *testing.T) {
 	if !ok || len(r.Anchors()) != 1 || len(r.ReferenceMeasurements) != 2 || len(r.ReferenceMeasurements[0].Digest) != 1 || !r.RequireIDE {
 		t.Fatalf("rule %+v", r)
 	}
+	if c := r.Certificates; c == nil || c.MaxChainLength != 4 || !c.LeafKeyUsageDigitalSignature || !c.LeafNotCA || !c.IntermediatesCA {
+		t.Fatalf("certificates %+v", r.Certificates)
+	}
 	if d, ok := p.Rule("0000:07:00.0"); !ok || !d.Default {
 		t.Fatalf("default rule not found")
 	}
@@ -86,6 +89,25 @@ func TestParseRefused(t *testing.T) {
 		{"roots pair", rep("  tdx:", "  roots:\n    snp_ark: root.pem\n  tdx:"), "platform.roots: snp_ark and snp_ask"},
 		{"root missing", rep("  tdx:", "  roots:\n    tdx_root: none.pem\n  tdx:"), "platform.roots.tdx_root"},
 		{"two documents", goodPolicy + "---\ndevices: []\n", "more than one YAML document"},
+		{"unknown certificates key", rep("    trust_anchors", "    certificates:\n      max_chain: 3\n    trust_anchors"), "field max_chain not found"},
+		{"negative chain length", rep("    trust_anchors", "    certificates:\n      max_chain_length: -1\n    trust_anchors"), "devices[0].certificates.max_chain_length: -1"},
+		{"bad validity_time", rep("    trust_anchors", "    certificates:\n      validity_time: 2025-13-01\n    trust_anchors"), "devices[0].certificates.validity_time: want RFC 3339"},
+		{"leaf rule not a bool", rep("    trust_anchors", "    certificates:\n      leaf_not_ca: yes please\n    trust_anchors"), "cannot unmarshal"},
+		{"unknown tdx key", rep("    mrtd:", "    rtmr: {}\n    mrtd:"), "field rtmr not found"},
+		{"rtmr out of range", rep("    mrtd:", "    rtmrs:\n      4: ["+strings.Repeat("00", 48)+"]\n    mrtd:"), "platform.tdx.rtmrs: RTMR 4 out of range"},
+		{"rtmr short", rep("    mrtd:", "    rtmrs:\n      0: [abcd]\n    mrtd:"), "platform.tdx.rtmrs[0][0]: 2 bytes, want 48"},
+		{"rtmr no value", rep("    mrtd:", "    rtmrs:\n      1: []\n    mrtd:"), "platform.tdx.rtmrs[1]: no accepted value"},
+		{"rtmr bad hex", rep("    mrtd:", "    rtmrs:\n      1: [zz]\n    mrtd:"), "bad hex"},
+		{"td_attributes length", rep("    mrtd:", "    td_attributes: 0000\n    mrtd:"), "platform.tdx.td_attributes: 2 bytes, want 8"},
+		{"xfam length", rep("    mrtd:", "    xfam: 00\n    mrtd:"), "platform.tdx.xfam: 1 bytes, want 8"},
+		{"xfam bad hex", rep("    mrtd:", "    xfam: 0g00000000000000\n    mrtd:"), "bad hex"},
+		{"vmpl out of range", snpPolicy("    vmpl: [0, 4]\n"), "platform.snp.vmpl[1]: 4 (want 0 to 3)"},
+		{"vmpl repeated", snpPolicy("    vmpl: [1, 1]\n"), "platform.snp.vmpl[1]: 1 repeated"},
+		{"min_tcb unknown key", snpPolicy("    min_tcb: {ucode: 1}\n"), "field ucode not found"},
+		{"min_tcb too large", snpPolicy("    min_tcb: {snp: 256}\n"), "cannot unmarshal"},
+		{"pcr boot binding", tpmPolicy("    pcrs:\n      15: [" + strings.Repeat("00", 32) + "]\n"), "platform.tpm.pcrs: PCR 15 carries the boot binding"},
+		{"pcr out of range", tpmPolicy("    pcrs:\n      24: [" + strings.Repeat("00", 32) + "]\n"), "platform.tpm.pcrs: PCR 24 out of range"},
+		{"pcr sha-384", tpmPolicy("    pcrs:\n      0: [" + strings.Repeat("00", 48) + "]\n"), "platform.tpm.pcrs[0][0]: 48 bytes, want 32"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,6 +119,44 @@ func TestParseRefused(t *testing.T) {
 				t.Fatalf("Parse: %v, want it to say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// snpPolicy and tpmPolicy are goodPolicy for the other kinds with extra
+// lines in the platform section.
+func snpPolicy(extra string) string {
+	return strings.Replace(goodPolicy, "  kind: tdx\n  tdx:\n    mrtd: [", "  kind: snp\n  snp:\n"+extra+"    measurement: [", 1)
+}
+
+func tpmPolicy(extra string) string {
+	i := strings.Index(goodPolicy, "  kind: tdx")
+	return goodPolicy[:i] + "  kind: tpm\n  tpm:\n    ak_public: [00]\n" + extra
+}
+
+// TestParsePlatformRules loads the new platform rules.
+func TestParsePlatformRules(t *testing.T) {
+	dir := t.TempDir()
+	writeSelfSigned(t, filepath.Join(dir, "root.pem"))
+	p, err := policy.Parse([]byte(snpPolicy("    min_tcb: {bootloader: 3, tee: 0, snp: 8, microcode: 115}\n    vmpl: [0, 2]\n")), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Platform.SNP; *s.MinTCB != (policy.SNPTCB{Bootloader: 3, SNP: 8, Microcode: 115}) || len(s.VMPL) != 2 {
+		t.Fatalf("snp %+v", s)
+	}
+	p, err = policy.Parse([]byte(strings.Replace(goodPolicy, "    mrtd:", "    rtmrs:\n      0: ["+strings.Repeat("aa", 48)+"]\n      2: ["+strings.Repeat("bb", 48)+", "+strings.Repeat("cc", 48)+"]\n    td_attributes: 0000001000000000\n    xfam: e702060000000000\n    mrtd:", 1)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := p.Platform.TDX; len(x.RTMRs) != 2 || len(x.RTMRs[2]) != 2 || len(x.TDAttributes) != 8 || len(x.XFAM) != 8 {
+		t.Fatalf("tdx %+v", x)
+	}
+	p, err = policy.Parse([]byte(tpmPolicy("    pcrs:\n      0: ["+strings.Repeat("00", 32)+"]\n      7: ["+strings.Repeat("11", 32)+"]\n")), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Platform.TPM.PCRs) != 2 {
+		t.Fatalf("tpm %+v", p.Platform.TPM)
 	}
 }
 

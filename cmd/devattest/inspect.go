@@ -55,8 +55,8 @@ func inspect(w io.Writer, rep *evidence.Report) {
 				fmt.Fprintf(w, "  launch measurement   %x\n  guest policy         0x%x\n", r.GetMeasurement(), r.GetPolicy())
 			}
 		case platform.KindTDX:
-			if m, err := tdxMRTD(pr.Raw); err == nil {
-				fmt.Fprintf(w, "  MRTD                 %x\n", m)
+			if body, err := tdxBody(pr.Raw); err == nil {
+				fmt.Fprintf(w, "  MRTD                 %x\n", body.GetMrTd())
 			}
 		case platform.KindTPM:
 			fmt.Fprintf(w, "  attestation key      %x\n", pr.AKPublic)

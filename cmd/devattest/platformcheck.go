@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/kds"
 	tdxabi "github.com/google/go-tdx-guest/abi"
 	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 
@@ -70,17 +71,61 @@ func platformVerifier(p *policy.Policy) policy.PlatformVerifier {
 				err = fmt.Errorf("the guest policy allows debugging and the policy does not")
 			}
 			add(checkDebug, err)
-		case platform.KindTDX:
-			mrtd, err := tdxMRTD(pr.Raw)
-			if err == nil {
-				err = allowed("MRTD", mrtd, rule.TDX.MRTD)
+			if rule.SNP.MinTCB != nil {
+				add(policy.CheckSNPTCB, rule.SNP.CheckTCB(snpTCB(r.GetReportedTcb())))
 			}
-			add(checkMRTD, err)
+			if len(rule.SNP.VMPL) > 0 {
+				add(policy.CheckSNPVMPL, rule.SNP.CheckVMPL(r.GetVmpl()))
+			}
+		case platform.KindTDX:
+			body, err := tdxBody(pr.Raw)
+			if err != nil {
+				add(checkMRTD, err)
+				return out
+			}
+			add(checkMRTD, allowed("MRTD", body.GetMrTd(), rule.TDX.MRTD))
+			if len(rule.TDX.RTMRs) > 0 {
+				add(policy.CheckTDXRTMRs, rule.TDX.CheckRTMRs(body.GetRtmrs(), bootRegister(pr.EventLog)))
+			}
+			if rule.TDX.TDAttributes != nil {
+				add(policy.CheckTDXAttribute, rule.TDX.CheckTDAttributes(body.GetTdAttributes()))
+			}
+			if rule.TDX.XFAM != nil {
+				add(policy.CheckTDXXFAM, rule.TDX.CheckXFAM(body.GetXfam()))
+			}
 		case platform.KindTPM:
 			add(checkAK, allowed("attestation key", pr.AKPublic, rule.TPM.AKPublic))
+			if len(rule.TPM.PCRs) > 0 {
+				add(policy.CheckTPMPCRs, rule.TPM.CheckPCRs(tpmPCRs(&pr), bootRegister(pr.EventLog)))
+			}
 		}
 		return out
 	}
+}
+
+// snpTCB splits a SEV-SNP TCB version into its SVNs.
+func snpTCB(v uint64) policy.SNPTCB {
+	p := kds.DecomposeTCBVersion(kds.TCBVersion(v))
+	return policy.SNPTCB{Bootloader: p.BlSpl, TEE: p.TeeSpl, SNP: p.SnpSpl, Microcode: p.UcodeSpl}
+}
+
+// tpmPCRs are the quoted SHA-256 PCR values by index. VerifyReport has
+// checked them against the quote's PCR digest.
+func tpmPCRs(pr *platform.Report) map[uint32][]byte {
+	m := make(map[uint32][]byte, len(pr.PCRs))
+	for _, v := range pr.PCRs {
+		m[v.Index] = v.Digest
+	}
+	return m
+}
+
+// bootRegister is the register the event log extends, or -1 without a
+// log (VerifyReport accepts a log on one register only).
+func bootRegister(log []platform.Event) int {
+	if len(log) == 0 {
+		return -1
+	}
+	return int(log[0].Register)
 }
 
 func trustAnchors(p *policy.Policy) (platform.TrustAnchors, error) {
@@ -100,7 +145,7 @@ func trustAnchors(p *policy.Policy) (platform.TrustAnchors, error) {
 	return a, nil
 }
 
-func tdxMRTD(raw []byte) ([]byte, error) {
+func tdxBody(raw []byte) (*tdxpb.TDQuoteBody, error) {
 	q, err := tdxabi.QuoteToProto(raw)
 	if err != nil {
 		return nil, err
@@ -109,7 +154,7 @@ func tdxMRTD(raw []byte) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("unsupported quote type %T", q)
 	}
-	return v4.GetTdQuoteBody().GetMrTd(), nil
+	return v4.GetTdQuoteBody(), nil
 }
 
 func allowed(what string, got []byte, list policy.HexList) error {

@@ -124,14 +124,39 @@ func platformRule(rep *evidence.Report, o initOptions) (string, error) {
 			b.WriteString("  # The report's guest policy allows debugging (a test platform?): set\n  # policy_debug_allowed to false for production guests.\n")
 		}
 		fmt.Fprintf(&b, "  snp:\n    measurement: [%x]\n    policy_debug_allowed: %t\n", r.GetMeasurement(), debug)
+		t := snpTCB(r.GetReportedTcb())
+		b.WriteString("    # The reported TCB and VMPL of this report: raise min_tcb as AMD\n    # publishes fixes.\n")
+		fmt.Fprintf(&b, "    min_tcb: {bootloader: %d, tee: %d, snp: %d, microcode: %d}\n", t.Bootloader, t.TEE, t.SNP, t.Microcode)
+		fmt.Fprintf(&b, "    vmpl: [%d]\n", r.GetVmpl())
 	case platform.KindTDX:
-		mrtd, err := tdxMRTD(pr.Raw)
+		body, err := tdxBody(pr.Raw)
 		if err != nil {
 			return "", fmt.Errorf("TDX quote: %w", err)
 		}
-		fmt.Fprintf(&b, "  tdx:\n    mrtd: [%x]\n", mrtd)
+		fmt.Fprintf(&b, "  tdx:\n    mrtd: [%x]\n", body.GetMrTd())
+		fmt.Fprintf(&b, "    td_attributes: %x\n    xfam: %x\n", body.GetTdAttributes(), body.GetXfam())
+		boot := bootRegister(pr.EventLog)
+		b.WriteString("    # The RTMRs of this report (firmware, kernel and command line): pin\n    # them once the values are known to be the intended boot.\n")
+		b.WriteString("    # rtmrs:\n")
+		for i, v := range body.GetRtmrs() {
+			if i == boot {
+				fmt.Fprintf(&b, "    #   RTMR %d carries the boot binding (replayed from the event log): not pinned\n", i)
+				continue
+			}
+			fmt.Fprintf(&b, "    #   %d: [%x]\n", i, v)
+		}
 	case platform.KindTPM:
 		fmt.Fprintf(&b, "  tpm:\n    # TPMT_PUBLIC of the attestation key; trust it only after checking it\n    # (EK certificate, credential activation).\n    ak_public: [%x]\n", pr.AKPublic)
+		boot := bootRegister(pr.EventLog)
+		b.WriteString("    # The quoted PCRs of this report (SHA-256 bank): pin them once the\n    # values are known to be the intended boot.\n")
+		b.WriteString("    # pcrs:\n")
+		for _, v := range pr.PCRs {
+			if int(v.Index) == boot {
+				fmt.Fprintf(&b, "    #   PCR %d carries the boot binding (replayed from the event log): not pinned\n", v.Index)
+				continue
+			}
+			fmt.Fprintf(&b, "    #   %d: [%x]\n", v.Index, v.Digest)
+		}
 	}
 	if o.snpARK != "" || o.snpASK != "" || o.tdxRoot != "" {
 		b.WriteString("  roots:\n")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -243,6 +244,102 @@ func TestVerifyEndToEnd(t *testing.T) {
 				t.Run("event log", func(t *testing.T) {
 					mutate(t, func(r *evidence.Report) { r.Platform.EventLog[1].Digest[0] ^= 1 }, checkEventLog)
 				})
+			}
+			platformRuleCases(t, tc.name, e, string(pol), refuse)
+		})
+	}
+}
+
+// platformRuleCases runs each platform rule of kind name against the
+// report, once with the values "policy init" wrote (or suggested in
+// comments), once with a value the report does not have.
+func platformRuleCases(t *testing.T, name string, e e2e, pol string, refuse func(t *testing.T, report, pol, nonce, check string)) {
+	write := func(t *testing.T, yml string) string {
+		t.Helper()
+		return writeFile(t, filepath.Join(filepath.Dir(e.policy), "rules.yaml"), []byte(yml))
+	}
+	pass := func(t *testing.T, yml, check string) {
+		t.Helper()
+		code, out, errOut := runCmd("verify", e.report, "--policy", write(t, yml), "--nonce", e.nonceHex, "--json")
+		var v policy.Verdict
+		if err := json.Unmarshal([]byte(out), &v); err != nil || code != 0 || !v.OK {
+			t.Fatalf("verify: %d %v\n%s%s\n%s", code, err, out, errOut, yml)
+		}
+		for _, r := range v.Results {
+			if r.Check == check && r.OK {
+				return
+			}
+		}
+		t.Fatalf("check %q not run: %+v", check, v.Results)
+	}
+	fail := func(t *testing.T, yml, check, reason string) {
+		t.Helper()
+		p := write(t, yml)
+		refuse(t, e.report, p, e.nonceHex, check)
+		_, out, _ := runCmd("verify", e.report, "--policy", p, "--nonce", e.nonceHex, "--json")
+		var v policy.Verdict
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatal(err)
+		}
+		if got := failed(v.Results)[check]; !strings.Contains(got, reason) {
+			t.Fatalf("check %q refused with %q, want it to say %q", check, got, reason)
+		}
+	}
+	sub := func(yml, pattern, repl string) string {
+		t.Helper()
+		re := regexp.MustCompile(pattern)
+		if !re.MatchString(yml) {
+			t.Fatalf("no %q in the policy:\n%s", pattern, yml)
+		}
+		return re.ReplaceAllString(yml, repl)
+	}
+	// uncomment turns the commented register values "policy init" wrote
+	// into rules.
+	uncomment := func(key string) string {
+		s := sub(pol, `(?m)^    # `+key+`:$`, "    "+key+":")
+		return sub(s, `(?m)^    #   (\d+): \[`, "      $1: [")
+	}
+	hex48 := strings.Repeat("11", 48)
+	switch name {
+	case "fake-snp":
+		t.Run("min_tcb", func(t *testing.T) {
+			pass(t, pol, policy.CheckSNPTCB)
+			fail(t, sub(pol, `min_tcb: \{[^}]*\}`, "min_tcb: {bootloader: 255, tee: 255, snp: 255, microcode: 255}"),
+				policy.CheckSNPTCB, "min_tcb: reported TCB: bootloader SVN")
+		})
+		t.Run("vmpl", func(t *testing.T) {
+			pass(t, pol, policy.CheckSNPVMPL)
+			m := regexp.MustCompile(`vmpl: \[(\d)\]`).FindStringSubmatch(pol)
+			if m == nil {
+				t.Fatalf("no vmpl in the policy:\n%s", pol)
+			}
+			other := map[string]string{"0": "1", "1": "0", "2": "0", "3": "0"}[m[1]]
+			fail(t, sub(pol, `vmpl: \[\d\]`, "vmpl: ["+other+", 3]"), policy.CheckSNPVMPL, "vmpl: the report is from VMPL "+m[1])
+		})
+	case "fake-tdx":
+		t.Run("rtmrs", func(t *testing.T) {
+			pinned := uncomment("rtmrs")
+			pass(t, pinned, policy.CheckTDXRTMRs)
+			fail(t, sub(pinned, `(?m)^      1: \[[0-9a-f]+\]`, "      1: ["+hex48+"]"), policy.CheckTDXRTMRs, "rtmrs: RTMR 1 is ")
+			fail(t, sub(pinned, `(?m)^    rtmrs:$`, "    rtmrs:\n      3: ["+hex48+"]"), policy.CheckTDXRTMRs, "RTMR 3 carries the boot binding")
+		})
+		t.Run("td_attributes", func(t *testing.T) {
+			pass(t, pol, policy.CheckTDXAttribute)
+			fail(t, sub(pol, `td_attributes: [0-9a-f]+`, "td_attributes: 0102030405060708"), policy.CheckTDXAttribute, "td_attributes: the quote has")
+		})
+		t.Run("xfam", func(t *testing.T) {
+			pass(t, pol, policy.CheckTDXXFAM)
+			fail(t, sub(pol, `xfam: [0-9a-f]+`, "xfam: 0102030405060708"), policy.CheckTDXXFAM, "xfam: the quote has")
+		})
+	case "fake-tpm":
+		t.Run("pcrs", func(t *testing.T) {
+			pinned := uncomment("pcrs")
+			pass(t, pinned, policy.CheckTPMPCRs)
+			fail(t, sub(pinned, `(?m)^      0: \[[0-9a-f]+\]`, "      0: ["+strings.Repeat("11", 32)+"]"), policy.CheckTPMPCRs, "pcrs: PCR 0 is ")
+			code, _, errOut := runCmd("verify", e.report, "--policy",
+				write(t, sub(pinned, `(?m)^    pcrs:$`, "    pcrs:\n      15: ["+strings.Repeat("11", 32)+"]")), "--nonce", e.nonceHex)
+			if code == 0 || !strings.Contains(errOut, "PCR 15 carries the boot binding") {
+				t.Fatalf("a policy pinning PCR 15: exit %d, %s", code, errOut)
 			}
 		})
 	}
