@@ -175,3 +175,60 @@ func TestSimulatedLinkOverDOE(t *testing.T) {
 		t.Errorf("mailbox stats %+v: want no errors", st)
 	}
 }
+
+// TestIDERekeyAfterAbortedSession: a session puts K0 in use and ends
+// without K_SET_STOP (a guest that lost its session); the next session's
+// keying must still work, by stopping the stale key set first.
+func TestIDERekeyAfterAbortedSession(t *testing.T) {
+	f, rootDER, idekm, err := NewDefaultIDESPDMVF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := secchan.DefaultRequesterConfig()
+	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{root}}
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: f.Driver()}, cfg)
+	if err := q.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.GetDigests(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.GetCertificate(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ide.NewRequester(ss, q.Negotiated().Version, &ide.SimRootPort{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ProgramKeySet(ctx, 1, 0, ide.K0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Go(ctx, 1, 0, ide.K0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.End(ctx); err != nil { // no K_SET_STOP
+		t.Fatal(err)
+	}
+	ss2, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, _ := idekm.Port(1)
+	steps, err := ide.RunCheck(ctx, ss2, &ide.SimRootPort{}, ide.CheckOptions{Version: q.Negotiated().Version, Port: 1, Device: dev})
+	if err != nil {
+		for _, s := range steps {
+			t.Log(s)
+		}
+		t.Fatalf("re-keying after an aborted session: %v", err)
+	}
+}

@@ -140,6 +140,22 @@ func (r *Requester) keyProgRequest(m *KeyProg) []byte {
 // them. A KP_ACK status other than Success is returned as that status
 // (errors.Is(err, KPUnsupportedPortIndex), ...).
 func (r *Requester) ProgramKeySet(ctx context.Context, port, stream uint8, ks KeySet) error {
+	err := r.programAll(ctx, port, stream, ks)
+	if errors.Is(err, KPUnspecifiedFailure) {
+		// The device refuses to reprogram a key set still in use: an
+		// earlier session (this guest's before it lost the session, say)
+		// put it in use and never stopped it. Stop it on the device and
+		// program it afresh, once; the root port's half is replaced by the
+		// new keys anyway.
+		if serr := r.goStop(ctx, port, stream, ks, true); serr != nil {
+			return errors.Join(err, fmt.Errorf("ide: stopping key set %v still in use: %w", ks, serr))
+		}
+		err = r.programAll(ctx, port, stream, ks)
+	}
+	return err
+}
+
+func (r *Requester) programAll(ctx context.Context, port, stream uint8, ks KeySet) error {
 	for _, d := range Directions {
 		for _, s := range SubStreams {
 			if err := r.programOne(ctx, port, stream, ks, d, s); err != nil {
