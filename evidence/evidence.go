@@ -82,7 +82,10 @@ type Device struct {
 	FailedStep string `json:"failed_step,omitempty"`
 	// Error is the failure as text.
 	Error string `json:"error,omitempty"`
-	// Protocols are the DOE protocols the device listed in discovery.
+	// Protocols are the DOE protocols the device listed in discovery, as
+	// the host delivered them: DOE discovery is not authenticated, so a
+	// host can change this list (the tamper matrix shows it), and no
+	// verifier may rely on it. It is here for people debugging.
 	Protocols []string `json:"protocols,omitempty"`
 	// SPDMVersion is the negotiated SPDM version ("1.2").
 	SPDMVersion string `json:"spdm_version,omitempty"`
