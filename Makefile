@@ -35,6 +35,7 @@ bench:
 	    if ($$(i+1) == "secured/raw" && $$1 ~ /SecuredVsRawAEAD\/256B/) print "RATIO secured_msg_vs_raw_aead_256", $$i; \
 	    if ($$(i+1) == "shim/direct") print "RATIO shim_vs_direct_exchange", $$i; \
 	    if ($$(i+1) == "8dev/1dev" && $$1 ~ /AttestDevices/) print "RATIO boot_8_vs_1_devices", $$i; \
+	    if ($$(i+1) == "keying/session" && $$1 ~ /IDEKeyingVsSession/) print "RATIO ide_keying_vs_session", $$i; \
 	  } }' out/bench.txt
 
 # Every fuzz target, one after the other, for FUZZTIME each.
