@@ -97,6 +97,9 @@ type ServiceOptions struct {
 	BootReport *evidence.Report
 }
 
+// ErrServiceClosed: the service was closed and answers no more reports.
+var ErrServiceClosed = errors.New("guest: service closed")
+
 // Service is the guest daemon: it keeps a secure session with every
 // device, re-measures periodically and answers report requests.
 type Service struct {
@@ -113,6 +116,7 @@ type Service struct {
 
 	mu          sync.Mutex
 	started     bool
+	closed      bool
 	bootBinding string
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
@@ -177,6 +181,10 @@ func (s *Service) Start(ctx context.Context, ownerNonce []byte) (*evidence.Repor
 		return nil, ErrNonce
 	}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrServiceClosed
+	}
 	if s.started {
 		s.mu.Unlock()
 		return nil, errors.New("guest: service already started")
@@ -239,6 +247,7 @@ func (s *Service) Start(ctx context.Context, ownerNonce []byte) (*evidence.Repor
 func (s *Service) Close() error {
 	s.mu.Lock()
 	cancel := s.cancel
+	s.closed = true
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel()
@@ -271,6 +280,12 @@ func (s *Service) Close() error {
 func (s *Service) Report(ctx context.Context, ownerNonce []byte) (*evidence.Report, error) {
 	if len(ownerNonce) < MinReportNonce || len(ownerNonce) > MaxReportNonce {
 		return nil, ErrReportNonce
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, ErrServiceClosed
 	}
 	devs, _ := s.measureAll(ctx, ownerNonce)
 	for i, d := range s.devs {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -405,4 +406,24 @@ func reportHasEvent(d evidence.Device, kind string) bool {
 		}
 	}
 	return false
+}
+
+// TestServiceClosedRefuses: a closed service answers no more reports (and
+// does not reconnect to its devices to try).
+func TestServiceClosedRefuses(t *testing.T) {
+	dir := t.TempDir()
+	a := newLiveVF(t, dir, "a", true)
+	svc, _, _, bootErr, _ := startService(t, dir, "", a)
+	if bootErr != nil {
+		t.Fatal(bootErr)
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Report(ctxT(t), bytes.Repeat([]byte{1}, 32)); !errors.Is(err, ErrServiceClosed) {
+		t.Fatalf("Report after Close: %v, want ErrServiceClosed", err)
+	}
+	if _, err := svc.Start(ctxT(t), bytes.Repeat([]byte{1}, 32)); !errors.Is(err, ErrServiceClosed) {
+		t.Fatalf("Start after Close: %v, want ErrServiceClosed", err)
+	}
 }
