@@ -9,7 +9,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -42,13 +41,7 @@ type Relay struct {
 	// OnClose, if set, receives each connection's statistics when it ends.
 	OnClose func(RelayStats)
 
-	mu       sync.Mutex
-	ctx      context.Context
-	cancel   context.CancelFunc
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
-	closed   bool
-	listener []net.Listener
+	acc acceptor
 }
 
 // RelayStats describes one relayed connection.
@@ -233,84 +226,19 @@ func (r *Relay) logger() *slog.Logger {
 	return r.Logger
 }
 
-func (r *Relay) init() {
-	if r.ctx == nil {
-		r.ctx, r.cancel = context.WithCancel(context.Background())
-		r.conns = make(map[net.Conn]struct{})
-	}
-}
-
 // Serve accepts connections on ln until Close is called or ln fails.
 func (r *Relay) Serve(ln net.Listener) error {
 	if _, _, err := ParseAddr(r.Upstream); err != nil {
 		_ = ln.Close()
 		return err
 	}
-	r.mu.Lock()
-	r.init()
-	if r.closed {
-		r.mu.Unlock()
-		_ = ln.Close()
-		return ErrClosed
-	}
-	r.listener = append(r.listener, ln)
-	r.mu.Unlock()
-	var backoff time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if r.isClosed() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("doe: relay accept: %w", err)
-		}
-		backoff = 0
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			_ = conn.Close()
-			return nil
-		}
-		r.conns[conn] = struct{}{}
-		r.wg.Add(1)
-		r.mu.Unlock()
-		go func() {
-			defer r.wg.Done()
-			r.serveConn(r.ctx, conn)
-			r.mu.Lock()
-			delete(r.conns, conn)
-			r.mu.Unlock()
-		}()
-	}
-}
-
-func (r *Relay) isClosed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.closed
+	return r.acc.serve(ln, "relay", r.serveConn)
 }
 
 // Close stops accepting, ends every connection (and its upstream
 // connection) and waits for their handlers to return.
 func (r *Relay) Close() error {
-	r.mu.Lock()
-	r.init()
-	r.closed = true
-	r.cancel()
-	for _, ln := range r.listener {
-		_ = ln.Close()
-	}
-	for c := range r.conns {
-		_ = c.Close()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
+	r.acc.close()
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -43,13 +42,7 @@ type Server struct {
 	// WriteTimeout bounds writing one response (default 10 s).
 	WriteTimeout time.Duration
 
-	mu       sync.Mutex
-	ctx      context.Context
-	cancel   context.CancelFunc
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
-	closed   bool
-	listener []net.Listener
+	acc acceptor
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -59,81 +52,16 @@ func (s *Server) logger() *slog.Logger {
 	return s.Logger
 }
 
-func (s *Server) init() {
-	if s.ctx == nil {
-		s.ctx, s.cancel = context.WithCancel(context.Background())
-		s.conns = make(map[net.Conn]struct{})
-	}
-}
-
 // Serve accepts connections on ln until Close is called or ln fails.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	s.init()
-	if s.closed {
-		s.mu.Unlock()
-		_ = ln.Close()
-		return ErrClosed
-	}
-	s.listener = append(s.listener, ln)
-	s.mu.Unlock()
-	var backoff time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("doe: accept: %w", err)
-		}
-		backoff = 0
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			_ = conn.Close()
-			return nil
-		}
-		s.conns[conn] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			s.ServeConn(s.ctx, conn)
-			s.mu.Lock()
-			delete(s.conns, conn)
-			s.mu.Unlock()
-		}()
-	}
-}
-
-func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	return s.acc.serve(ln, "server", s.ServeConn)
 }
 
 // Close stops accepting, ends every connection and waits for their
 // handlers to return. An exchange in flight is cancelled through its
 // context, which makes the driver abort and leave the mailbox idle.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.init()
-	s.closed = true
-	s.cancel()
-	for _, ln := range s.listener {
-		_ = ln.Close()
-	}
-	for c := range s.conns {
-		_ = c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.acc.close()
 	return nil
 }
 
