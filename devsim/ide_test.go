@@ -16,28 +16,7 @@ import (
 // TestIDEKMOverDevsim: a KEY_EXCHANGE session with the emulated VF through
 // its DOE registers, then the whole IDE_KM check with the link.
 func TestIDEKMOverDevsim(t *testing.T) {
-	f, rootDER, idekm, err := NewDefaultIDESPDMVF()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cfg := secchan.DefaultRequesterConfig()
-	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{root}}
-	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: f.Driver()}, cfg)
-	if err := q.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.GetDigests(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.GetCertificate(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	f, idekm, q, ctx := authenticatedIDEVF(t)
 	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -180,28 +159,7 @@ func TestSimulatedLinkOverDOE(t *testing.T) {
 // without K_SET_STOP (a guest that lost its session); the next session's
 // keying must still work, by stopping the stale key set first.
 func TestIDERekeyAfterAbortedSession(t *testing.T) {
-	f, rootDER, idekm, err := NewDefaultIDESPDMVF()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cfg := secchan.DefaultRequesterConfig()
-	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{root}}
-	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: f.Driver()}, cfg)
-	if err := q.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.GetDigests(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.GetCertificate(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	_, idekm, q, ctx := authenticatedIDEVF(t)
 	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -231,4 +189,33 @@ func TestIDERekeyAfterAbortedSession(t *testing.T) {
 		}
 		t.Fatalf("re-keying after an aborted session: %v", err)
 	}
+}
+
+// authenticatedIDEVF makes a default IDE VF and a requester that has
+// authenticated it through its DOE registers (VCA, digests, the chain).
+func authenticatedIDEVF(t *testing.T) (*Function, *ide.Responder, *secchan.Requester, context.Context) {
+	t.Helper()
+	f, rootDER, idekm, err := NewDefaultIDESPDMVF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	cfg := secchan.DefaultRequesterConfig()
+	cfg.Validator = &secchan.AnchorValidator{Roots: []*x509.Certificate{root}}
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: f.Driver()}, cfg)
+	if err := q.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.GetDigests(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.GetCertificate(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	return f, idekm, q, ctx
 }
