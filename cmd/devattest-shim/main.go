@@ -107,16 +107,18 @@ func run(args []string, stderr io.Writer) int {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	shim, err := hostshim.New(cfg, opener, log, reg)
-	if err != nil {
-		return cli.Fail(stderr, prog, err)
-	}
-
+	// Signals are caught before the listeners start: a SIGHUP or SIGTERM
+	// sent once a socket exists must not meet the default action, which
+	// ends the process. A SIGHUP during start is applied after it.
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	shim, err := hostshim.New(cfg, opener, log, reg)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
 	go func() {
 		for {
 			select {
@@ -225,9 +227,9 @@ func defaultRunDir() string {
 
 // opener opens the backends: devsim here (hostshim does not import the
 // emulator), the others through hostshim.OpenBackend.
-func opener(ctx context.Context, vf hostshim.VFConfig) (doe.Mailbox, io.Closer, error) {
+func opener(ctx context.Context, vf hostshim.VFConfig, protocols []doe.Protocol) (doe.Mailbox, io.Closer, error) {
 	if vf.Backend != hostshim.BackendDevsim {
-		return hostshim.OpenBackend(ctx, vf)
+		return hostshim.OpenBackend(ctx, vf, protocols)
 	}
 	f, rootDER, _, err := devsim.NewDefaultSPDMVF()
 	if err != nil {
