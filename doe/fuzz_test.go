@@ -199,3 +199,67 @@ func FuzzDecodeHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCDAT: ParseCDAT never panics, fails only with ErrMalformed, and
+// what it accepts is a table whose header length is its length, whose
+// bytes sum to 0, and whose structures tile everything after the header.
+func FuzzParseCDAT(f *testing.F) {
+	f.Fuzz(func(t *testing.T, table []byte) {
+		h, entries, err := doe.ParseCDAT(table)
+		if err != nil {
+			if !errors.Is(err, doe.ErrMalformed) {
+				t.Fatalf("ParseCDAT error %v is not ErrMalformed", err)
+			}
+			return
+		}
+		if int(h.Length) != len(table) {
+			t.Fatalf("accepted header length %d for %d bytes", h.Length, len(table))
+		}
+		var sum byte
+		for _, b := range table {
+			sum += b
+		}
+		if sum != 0 {
+			t.Fatalf("accepted a table summing to 0x%02x", sum)
+		}
+		off := doe.CDATHeaderSize
+		for _, e := range entries {
+			if len(e.Data) < 4 || !bytes.Equal(e.Data, table[off:off+len(e.Data)]) || e.Type != table[off] {
+				t.Fatalf("entry at %d does not match the table", off)
+			}
+			off += len(e.Data)
+		}
+		if off != len(table) {
+			t.Fatalf("entries cover %d of %d bytes", off, len(table))
+		}
+	})
+}
+
+// FuzzDecodeCDATResponse: Table Access parsing of arbitrary objects never
+// panics, and an accepted request or response re-encodes to the input.
+func FuzzDecodeCDATResponse(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		o, err := doe.Decode(data)
+		if err != nil {
+			return
+		}
+		if next, entry, err := doe.DecodeCDATResponse(o); err == nil {
+			enc, err := doe.EncodeCDATResponse(next, entry).Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(enc, data) {
+				t.Fatalf("response re-encodes to % x, want % x", enc, data)
+			}
+		}
+		if h, err := doe.DecodeCDATRequest(o); err == nil {
+			enc, err := doe.EncodeCDATRequest(h).Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(enc, data) {
+				t.Fatalf("request re-encodes to % x, want % x", enc, data)
+			}
+		}
+	})
+}
