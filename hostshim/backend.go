@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/devattest/devattest/doe"
@@ -58,15 +59,25 @@ func (b *SocketBackend) Close() error {
 
 // SysfsBackend is a VF's DOE mailbox on a Linux host: the driver over
 // /sys/bus/pci/devices/<BDF>/config, on the DOE instance whose discovery
-// lists CMA/SPDM.
+// lists a protocol the listener serves.
 type SysfsBackend struct {
 	*doe.Driver
 	cs *doe.SysfsConfigSpace
 }
 
 // OpenSysfsBackend opens the function at bdf under root (doe.SysfsRoot on
-// a host) and finds its CMA-capable DOE instance.
-func OpenSysfsBackend(ctx context.Context, root, bdf string) (*SysfsBackend, error) {
+// a host) and finds the first DOE instance whose discovery lists one of
+// want other than discovery itself (nil want: CMA/SPDM). One backend is
+// one mailbox: a function that offers the wanted protocols on different
+// instances is served on the first only.
+func OpenSysfsBackend(ctx context.Context, root, bdf string, want []doe.Protocol) (*SysfsBackend, error) {
+	if want == nil {
+		want = []doe.Protocol{doe.ProtocolCMA}
+	}
+	want = slices.DeleteFunc(slices.Clone(want), func(p doe.Protocol) bool { return p == doe.ProtocolDiscovery })
+	if len(want) == 0 {
+		return nil, fmt.Errorf("hostshim: %s: no protocol but discovery to serve", bdf)
+	}
 	cs, err := doe.OpenSysfs(root, bdf)
 	if err != nil {
 		return nil, err
@@ -85,14 +96,14 @@ func OpenSysfsBackend(ctx context.Context, root, bdf string) (*SysfsBackend, err
 			continue
 		}
 		for _, p := range protos {
-			if p == doe.ProtocolCMA {
+			if slices.Contains(want, p) {
 				return &SysfsBackend{Driver: d, cs: cs}, nil
 			}
 		}
-		tried = append(tried, fmt.Sprintf("0x%x: no CMA/SPDM in %v", c.Offset, protos))
+		tried = append(tried, fmt.Sprintf("0x%x: offers %v", c.Offset, protos))
 	}
 	cs.Close()
-	return nil, fmt.Errorf("hostshim: %s has no DOE instance offering CMA/SPDM (%v)", bdf, tried)
+	return nil, fmt.Errorf("hostshim: %s has no DOE instance offering any of %v (%v)", bdf, want, tried)
 }
 
 // Close closes the config-space file.

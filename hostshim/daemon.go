@@ -22,23 +22,24 @@ import (
 // BackendOpener opens the Mailbox of a listener's VF and what closes it.
 // The binary supplies it, so that hostshim needs no emulator: cmd wires
 // devsim in and passes the other backends to OpenBackend.
-type BackendOpener func(ctx context.Context, vf VFConfig) (doe.Mailbox, io.Closer, error)
+type BackendOpener func(ctx context.Context, vf VFConfig, protocols []doe.Protocol) (doe.Mailbox, io.Closer, error)
 
 // serverTimeoutSlack is how much longer than exchange_timeout the
 // doe.Server lets one exchange run: time for the Mediator's recovery abort.
 const serverTimeoutSlack = 3 * time.Second
 
-// sysfsOpenTimeout bounds finding a sysfs VF's CMA-capable DOE instance.
+// sysfsOpenTimeout bounds finding the DOE instance of a sysfs VF.
 const sysfsOpenTimeout = 10 * time.Second
 
 // OpenBackend is the BackendOpener for the backends hostshim knows: sysfs
-// (OpenSysfsBackend under vf.SysfsRoot) and socket (SocketBackend).
-func OpenBackend(ctx context.Context, vf VFConfig) (doe.Mailbox, io.Closer, error) {
+// (OpenSysfsBackend under vf.SysfsRoot, on the instance that offers the
+// listener's protocols) and socket (SocketBackend).
+func OpenBackend(ctx context.Context, vf VFConfig, protocols []doe.Protocol) (doe.Mailbox, io.Closer, error) {
 	switch vf.Backend {
 	case BackendSysfs:
 		ctx, cancel := context.WithTimeout(ctx, sysfsOpenTimeout)
 		defer cancel()
-		b, err := OpenSysfsBackend(ctx, vf.SysfsRoot, vf.BDF)
+		b, err := OpenSysfsBackend(ctx, vf.SysfsRoot, vf.BDF, protocols)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -335,16 +336,6 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 	}
 	undo = append(undo, func() { _ = claim.Release() })
 
-	ctx, cancel := context.WithTimeout(context.Background(), sysfsOpenTimeout+time.Second)
-	defer cancel()
-	backend, closer, err := s.open(ctx, lc.VF)
-	if err != nil {
-		return nil, fmt.Errorf("hostshim: opening %s: %w", vfID, err)
-	}
-	if closer != nil {
-		undo = append(undo, func() { _ = closer.Close() })
-	}
-
 	allowed := make([]doe.Protocol, 0, len(lc.AllowedTypes))
 	for _, t := range lc.AllowedTypes {
 		p, err := ParseProtocol(t)
@@ -352,6 +343,15 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 			return nil, err
 		}
 		allowed = append(allowed, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sysfsOpenTimeout+time.Second)
+	defer cancel()
+	backend, closer, err := s.open(ctx, lc.VF, allowed)
+	if err != nil {
+		return nil, fmt.Errorf("hostshim: opening %s: %w", vfID, err)
+	}
+	if closer != nil {
+		undo = append(undo, func() { _ = closer.Close() })
 	}
 	med := NewMediator(backend, Options{
 		VF:                     vfID,

@@ -36,7 +36,7 @@ func newTestVFs() *testVFs {
 	return &testVFs{vfs: make(map[string]*devsim.Function), opened: make(map[string]int), closed: make(map[string]int)}
 }
 
-func (v *testVFs) open(_ context.Context, vf hostshim.VFConfig) (doe.Mailbox, io.Closer, error) {
+func (v *testVFs) open(_ context.Context, vf hostshim.VFConfig, _ []doe.Protocol) (doe.Mailbox, io.Closer, error) {
 	f := devsim.NewVF()
 	v.mu.Lock()
 	defer v.mu.Unlock()

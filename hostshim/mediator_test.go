@@ -726,7 +726,7 @@ func TestOpenSysfsBackendErrors(t *testing.T) {
 	open := func(bdf string, timeout time.Duration) (*hostshim.SysfsBackend, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		return hostshim.OpenSysfsBackend(ctx, root, bdf)
+		return hostshim.OpenSysfsBackend(ctx, root, bdf, nil)
 	}
 	writeConfig(t, bdf, make([]byte, doe.ConfigSpaceSize))
 
@@ -741,6 +741,12 @@ func TestOpenSysfsBackendErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), "PCI address") && !strings.Contains(err.Error(), "device number") {
 				t.Errorf("OpenSysfsBackend(%q) = %v, want a complaint about the address", bad, err)
 			}
+		}
+	})
+	t.Run("nothing but discovery to serve", func(t *testing.T) {
+		_, err := hostshim.OpenSysfsBackend(context.Background(), root, bdf, []doe.Protocol{doe.ProtocolDiscovery})
+		if err == nil || !strings.Contains(err.Error(), "no protocol but discovery") {
+			t.Fatalf("OpenSysfsBackend(discovery only) = %v, want a refusal", err)
 		}
 	})
 	t.Run("missing file", func(t *testing.T) {
@@ -787,7 +793,7 @@ func TestOpenSysfsBackendErrors(t *testing.T) {
 		if err == nil {
 			t.Fatal("OpenSysfsBackend on a mute DOE capability succeeded")
 		}
-		if !strings.Contains(err.Error(), "no DOE instance offering CMA/SPDM") || !strings.Contains(err.Error(), "0x100") {
+		if !strings.Contains(err.Error(), "no DOE instance offering any of [0001:01 (CMA/SPDM)]") || !strings.Contains(err.Error(), "0x100") {
 			t.Errorf("error %q does not name the unusable instance", err)
 		}
 		if d := time.Since(start); d > 3*time.Second {
