@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 PKGS      := ./...
 
-.PHONY: all build test demo bench fuzz lint clean
+.PHONY: all build test test-vm vm-kernel demo bench fuzz lint clean
 
 all: build
 
@@ -17,6 +17,16 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
+
+# The QEMU test alone: Linux with a CXL type-3 device, the DOE driver and
+# the shim's sysfs backend against QEMU's DOE model and the kernel's
+# cxl_pci (tests/vm). Needs qemu-system-x86_64; fetches the kernel.
+test-vm: vm-kernel
+	$(GO) test -count=1 -v -run 'TestQEMUCXLDOE' ./tests/vm/
+
+# A Debian kernel and its CXL modules in out/vm-kernel, not installed.
+vm-kernel:
+	./tests/vm/fetch-kernel.sh
 
 demo: build
 	./tests/demo.sh

@@ -1,0 +1,139 @@
+//go:build linux
+
+// Command vminit is PID 1 of the QEMU guest in which tests/vm checks the
+// DOE driver and the shim's sysfs backend against an independent DOE
+// implementation (QEMU's CXL type-3 model) under a real kernel (Debian's,
+// with cxl_pci using the same mailbox). tests/vm builds it statically,
+// packs it into an initramfs with the CXL modules under /modules, boots
+// QEMU and reads the serial console: one line
+//
+//	DEVATTEST-VM {"scenario":N,...}
+//
+// per scenario, lines "DEVATTEST-VM-KLOG <text>" with what the kernel said
+// about CXL and DOE, then "DEVATTEST-VM-END". Then it powers the VM off.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	marker    = "DEVATTEST-VM "
+	endMarker = "DEVATTEST-VM-END"
+	klogMark  = "DEVATTEST-VM-KLOG "
+	// scenarioTimeout bounds each scenario; the host's deadline on the
+	// whole VM is above the sum.
+	scenarioTimeout = 60 * time.Second
+)
+
+// result is one scenario's outcome as the host test reads it.
+type result struct {
+	Scenario int            `json:"scenario"`
+	Name     string         `json:"name"`
+	OK       bool           `json:"ok"`
+	Millis   int64          `json:"ms"`
+	Steps    []string       `json:"steps"`
+	Error    string         `json:"error,omitempty"`
+	Facts    map[string]any `json:"facts,omitempty"`
+}
+
+func (r *result) step(format string, args ...any) {
+	r.Steps = append(r.Steps, fmt.Sprintf(format, args...))
+}
+
+func (r *result) fact(key string, v any) {
+	if r.Facts == nil {
+		r.Facts = make(map[string]any)
+	}
+	r.Facts[key] = v
+}
+
+type scenario struct {
+	name string
+	run  func(ctx context.Context, e *env, r *result) error
+}
+
+func main() {
+	defer powerOff()
+	if err := setup(); err != nil {
+		say(result{Name: "setup", Error: err.Error()})
+		return
+	}
+	e := &env{}
+	scenarios := []scenario{
+		{"no driver bound: capability walk, discovery, CDAT against the kernel's copy", scenarioRawDriver},
+		{"shim mediation: cxl_pci bound, unbound, second shim", scenarioShim},
+		{"faults on QEMU's model: dropped request, read past the end", scenarioFaults},
+		{"mailbox left idle: cxl_pci rebinds and reads CDAT again", scenarioRebind},
+	}
+	for i, s := range scenarios {
+		r := result{Scenario: i + 1, Name: s.name}
+		ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
+		start := time.Now()
+		err := runGuarded(ctx, e, &r, s.run)
+		cancel()
+		r.Millis = time.Since(start).Milliseconds()
+		r.OK = err == nil
+		if err != nil {
+			r.Error = err.Error()
+		}
+		say(r)
+	}
+	for _, line := range kernelLog() {
+		fmt.Fprintln(os.Stdout, "\n"+klogMark+line)
+	}
+	fmt.Fprintln(os.Stdout, "\n"+endMarker)
+}
+
+// runGuarded runs one scenario, turning a panic into its error: PID 1
+// must not die, or the kernel panics and the host sees no results.
+func runGuarded(ctx context.Context, e *env, r *result, f func(context.Context, *env, *result) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return f(ctx, e, r)
+}
+
+func say(r result) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		b = []byte(fmt.Sprintf(`{"scenario":%d,"ok":false,"error":%q}`, r.Scenario, err.Error()))
+	}
+	// One write per line, so the console does not split it, starting on a
+	// line of its own: the firmware and the kernel may leave one open.
+	os.Stdout.Write(append([]byte("\n"+marker), append(b, '\n')...))
+}
+
+// setup mounts what the scenarios read and loads nothing yet: scenario 1
+// runs with no CXL driver at all.
+func setup() error {
+	mounts := []struct{ fs, dir string }{
+		{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"tmpfs", "/run"},
+	}
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.fs, m.dir, m.fs, 0, ""); err != nil && err != unix.EBUSY {
+			return fmt.Errorf("mounting %s on %s: %w", m.fs, m.dir, err)
+		}
+	}
+	return nil
+}
+
+func powerOff() {
+	os.Stdout.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	// Not reached unless power-off failed; PID 1 must not exit.
+	for {
+		time.Sleep(time.Hour)
+	}
+}
