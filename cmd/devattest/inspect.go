@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/go-sev-guest/abi"
 
@@ -72,6 +73,9 @@ func inspect(w io.Writer, rep *evidence.Report) {
 		fmt.Fprintf(w, "\ndevice %q: %s\n", d.Label, d.Status)
 		if !d.OK() {
 			fmt.Fprintf(w, "  failed at            %s: %s\n", d.FailedStep, d.Error)
+		}
+		if len(d.Protocols) > 0 {
+			fmt.Fprintf(w, "  DOE protocols        %s (as the host relayed them: discovery is not authenticated)\n", strings.Join(d.Protocols, ", "))
 		}
 		if d.SPDMVersion != "" {
 			fmt.Fprintf(w, "  SPDM                 %s\n", d.SPDMVersion)

@@ -168,8 +168,9 @@ func TestVerifyEndToEnd(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &v); err != nil || code != 0 || !v.OK || len(v.Results) < 20 {
 				t.Fatalf("verify --json: %d %v\n%s", code, err, out)
 			}
-			if code, out, _ := runCmd("inspect", e.report); code != 0 || !strings.Contains(out, "0000:02:00.1") {
-				t.Fatalf("inspect: %d\n%s", code, out)
+			if code, out, _ := runCmd("inspect", e.report); code != 0 || !strings.Contains(out, "0000:02:00.1") ||
+				!strings.Contains(out, "CMA/SPDM") || !strings.Contains(out, "not authenticated") {
+				t.Fatalf("inspect (want the devices, and their DOE protocols marked as unauthenticated): %d\n%s", code, out)
 			}
 
 			refuse := func(t *testing.T, report, pol, nonce, check string) {
