@@ -1,14 +1,12 @@
-// Package vm_test boots Linux under QEMU with a CXL type-3 device and runs
+// TestQEMUCXLDOE boots Linux under QEMU with a CXL type-3 device and runs
 // the DOE driver, the sysfs config space and the shim's mediation against
 // QEMU's own DOE model while the kernel's cxl_pci driver shares the
 // mailbox. The program that runs inside is ./vminit.
 package vm_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/devattest/devattest/tests/vm"
 )
 
 const (
@@ -36,17 +36,6 @@ const (
 
 // cxlModules are loaded in this order by vminit.
 var cxlModules = []string{"cxl_acpi", "cxl_pci", "cxl_mem"}
-
-// result mirrors vminit's per-scenario line.
-type result struct {
-	Scenario int            `json:"scenario"`
-	Name     string         `json:"name"`
-	OK       bool           `json:"ok"`
-	Millis   int64          `json:"ms"`
-	Steps    []string       `json:"steps"`
-	Error    string         `json:"error"`
-	Facts    map[string]any `json:"facts"`
-}
 
 func TestQEMUCXLDOE(t *testing.T) {
 	skip := t.Skipf
@@ -76,7 +65,8 @@ func TestQEMUCXLDOE(t *testing.T) {
 	start := time.Now()
 	out, err := runQEMU(t, qemu, vmlinuz, initramfs)
 	took := time.Since(start)
-	results, end, parseErr := parseConsole(out)
+	con, parseErr := vm.ParseConsole(out)
+	results := con.Results
 	t.Logf("VM ran %v", took.Round(100*time.Millisecond))
 	for _, r := range results {
 		t.Logf("scenario %d (%s): ok=%v in %d ms", r.Scenario, r.Name, r.OK, r.Millis)
@@ -84,13 +74,11 @@ func TestQEMUCXLDOE(t *testing.T) {
 			t.Logf("    %s", s)
 		}
 	}
-	if err != nil || parseErr != nil || !end {
-		t.Fatalf("QEMU: %v; console: %v; end marker seen: %v\nconsole tail:\n%s", err, parseErr, end, tail(out, 60))
+	for _, k := range con.Kernel {
+		t.Logf("kernel: %s", k)
 	}
-	for _, l := range bytes.Split(out, []byte("\n")) {
-		if k, ok := bytes.CutPrefix(bytes.TrimRight(l, "\r"), []byte("DEVATTEST-VM-KLOG ")); ok {
-			t.Logf("kernel: %s", k)
-		}
+	if err != nil || parseErr != nil || !con.End {
+		t.Fatalf("QEMU: %v; console: %v; end marker seen: %v\nconsole tail:\n%s", err, parseErr, con.End, tail(out, 60))
 	}
 
 	if len(results) != 4 {
@@ -236,31 +224,6 @@ func runQEMU(t *testing.T, qemu, vmlinuz, initramfs string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// parseConsole collects vminit's result lines and whether its end marker
-// came. Kernel output may share the console; only whole lines that start
-// with a marker count.
-func parseConsole(out []byte) (results []result, end bool, err error) {
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if line == "DEVATTEST-VM-END" {
-			end = true
-			continue
-		}
-		js, ok := strings.CutPrefix(line, "DEVATTEST-VM ")
-		if !ok {
-			continue
-		}
-		var r result
-		if err := json.Unmarshal([]byte(js), &r); err != nil {
-			return results, end, fmt.Errorf("result line %q: %w", line, err)
-		}
-		results = append(results, r)
-	}
-	return results, end, sc.Err()
-}
-
 func tail(out []byte, n int) string {
 	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
@@ -272,19 +235,22 @@ func TestParseConsole(t *testing.T) {
 	out := []byte("[    1.0] cxl_pci 0000:0d:00.0: something\r\n" +
 		`DEVATTEST-VM {"scenario":1,"name":"a","ok":true,"ms":5,"steps":["x"]}` + "\r\n" +
 		"noise DEVATTEST-VM {\n" +
+		"DEVATTEST-VM-KLOG cxl_pci: probed\n" +
 		`DEVATTEST-VM {"scenario":2,"ok":false,"error":"boom"}` + "\n" +
 		"DEVATTEST-VM-END\r\n")
-	rs, end, err := parseConsole(out)
-	if err != nil || !end || len(rs) != 2 || !rs[0].OK || rs[1].OK || rs[1].Error != "boom" || !slices.Equal(rs[0].Steps, []string{"x"}) {
-		t.Fatalf("parseConsole = %+v, %v, %v", rs, end, err)
+	c, err := vm.ParseConsole(out)
+	rs := c.Results
+	if err != nil || !c.End || len(rs) != 2 || !rs[0].OK || rs[1].OK || rs[1].Error != "boom" || !slices.Equal(rs[0].Steps, []string{"x"}) ||
+		!slices.Equal(c.Kernel, []string{"cxl_pci: probed"}) {
+		t.Fatalf("ParseConsole = %+v, %v", c, err)
 	}
-	if _, _, err := parseConsole([]byte("DEVATTEST-VM {broken\n")); err == nil {
+	if _, err := vm.ParseConsole([]byte("DEVATTEST-VM {broken\n")); err == nil {
 		t.Fatal("a broken result line parsed")
 	}
-	if _, _, err := parseConsole([]byte("DEVATTEST-VM {}\n")); err != nil {
+	if _, err := vm.ParseConsole([]byte("DEVATTEST-VM {}\n")); err != nil {
 		t.Fatal(err)
 	}
-	if _, end, _ := parseConsole([]byte("DEVATTEST-VM-ENDING\n")); end {
+	if c, _ := vm.ParseConsole([]byte("DEVATTEST-VM-ENDING\n")); c.End {
 		t.Fatal("a line that only starts with the end marker counted as the end")
 	}
 }

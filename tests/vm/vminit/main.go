@@ -21,48 +21,23 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/devattest/devattest/tests/vm"
 )
 
-const (
-	marker    = "DEVATTEST-VM "
-	endMarker = "DEVATTEST-VM-END"
-	klogMark  = "DEVATTEST-VM-KLOG "
-	// scenarioTimeout bounds each scenario; the host's deadline on the
-	// whole VM is above the sum.
-	scenarioTimeout = 60 * time.Second
-)
-
-// result is one scenario's outcome as the host test reads it.
-type result struct {
-	Scenario int            `json:"scenario"`
-	Name     string         `json:"name"`
-	OK       bool           `json:"ok"`
-	Millis   int64          `json:"ms"`
-	Steps    []string       `json:"steps"`
-	Error    string         `json:"error,omitempty"`
-	Facts    map[string]any `json:"facts,omitempty"`
-}
-
-func (r *result) step(format string, args ...any) {
-	r.Steps = append(r.Steps, fmt.Sprintf(format, args...))
-}
-
-func (r *result) fact(key string, v any) {
-	if r.Facts == nil {
-		r.Facts = make(map[string]any)
-	}
-	r.Facts[key] = v
-}
+// scenarioTimeout bounds each scenario; the host's deadline on the whole
+// VM is above the sum.
+const scenarioTimeout = 60 * time.Second
 
 type scenario struct {
 	name string
-	run  func(ctx context.Context, e *env, r *result) error
+	run  func(ctx context.Context, e *env, r *vm.Result) error
 }
 
 func main() {
 	defer powerOff()
 	if err := setup(); err != nil {
-		say(result{Name: "setup", Error: err.Error()})
+		say(vm.Result{Name: "setup", Error: err.Error()})
 		return
 	}
 	e := &env{}
@@ -73,7 +48,7 @@ func main() {
 		{"mailbox left idle: cxl_pci rebinds and reads CDAT again", scenarioRebind},
 	}
 	for i, s := range scenarios {
-		r := result{Scenario: i + 1, Name: s.name}
+		r := vm.Result{Scenario: i + 1, Name: s.name}
 		ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 		start := time.Now()
 		err := runGuarded(ctx, e, &r, s.run)
@@ -86,14 +61,14 @@ func main() {
 		say(r)
 	}
 	for _, line := range kernelLog() {
-		fmt.Fprintln(os.Stdout, "\n"+klogMark+line)
+		fmt.Fprintln(os.Stdout, "\n"+vm.KernelMarker+line)
 	}
-	fmt.Fprintln(os.Stdout, "\n"+endMarker)
+	fmt.Fprintln(os.Stdout, "\n"+vm.EndMarker)
 }
 
 // runGuarded runs one scenario, turning a panic into its error: PID 1
 // must not die, or the kernel panics and the host sees no results.
-func runGuarded(ctx context.Context, e *env, r *result, f func(context.Context, *env, *result) error) (err error) {
+func runGuarded(ctx context.Context, e *env, r *vm.Result, f func(context.Context, *env, *vm.Result) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v", p)
@@ -102,14 +77,14 @@ func runGuarded(ctx context.Context, e *env, r *result, f func(context.Context, 
 	return f(ctx, e, r)
 }
 
-func say(r result) {
+func say(r vm.Result) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		b = []byte(fmt.Sprintf(`{"scenario":%d,"ok":false,"error":%q}`, r.Scenario, err.Error()))
 	}
 	// One write per line, so the console does not split it, starting on a
 	// line of its own: the firmware and the kernel may leave one open.
-	os.Stdout.Write(append([]byte("\n"+marker), append(b, '\n')...))
+	os.Stdout.Write(append([]byte("\n"+vm.ResultMarker), append(b, '\n')...))
 }
 
 // setup mounts what the scenarios read and loads nothing yet: scenario 1

@@ -17,6 +17,7 @@ import (
 
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/hostshim"
+	"github.com/devattest/devattest/tests/vm"
 )
 
 // wantProtocols is what QEMU's CXL type-3 DOE instance lists.
@@ -39,17 +40,17 @@ func protoNames(ps []doe.Protocol) []string {
 // capability, runs discovery, reads the whole CDAT; then the kernel's CXL
 // drivers load and read the CDAT themselves, and the two tables must be
 // the same bytes.
-func scenarioRawDriver(ctx context.Context, e *env, r *result) error {
+func scenarioRawDriver(ctx context.Context, e *env, r *vm.Result) error {
 	bdf, err := findCXLDevice()
 	if err != nil {
 		return err
 	}
 	e.bdf = bdf
-	r.fact("bdf", bdf)
+	r.Fact("bdf", bdf)
 	if d, err := boundDriver(bdf); err != nil || d != "" {
 		return fmt.Errorf("%s should have no driver yet, has %q (%v)", bdf, d, err)
 	}
-	r.step("%s (class %s) has no driver bound", bdf, cxlMemClass)
+	r.Step("%s (class %s) has no driver bound", bdf, cxlMemClass)
 
 	cs, err := doe.OpenSysfs(doe.SysfsRoot, bdf)
 	if err != nil {
@@ -64,7 +65,7 @@ func scenarioRawDriver(ctx context.Context, e *env, r *result) error {
 	for _, c := range caps {
 		list = append(list, fmt.Sprintf("0x%03x:id 0x%04x v%d", c.Offset, c.ID, c.Version))
 	}
-	r.step("extended capabilities: %s", strings.Join(list, ", "))
+	r.Step("extended capabilities: %s", strings.Join(list, ", "))
 	does, err := doe.FindDOE(cs)
 	if err != nil {
 		return err
@@ -72,18 +73,18 @@ func scenarioRawDriver(ctx context.Context, e *env, r *result) error {
 	if len(does) != 1 {
 		return fmt.Errorf("want one DOE capability, found %d", len(does))
 	}
-	r.fact("doe_offset", fmt.Sprintf("0x%x", does[0].Offset))
+	r.Fact("doe_offset", fmt.Sprintf("0x%x", does[0].Offset))
 	d := doe.NewDriver(cs, does[0])
 
 	protos, err := doe.Discover(ctx, d, doe.DiscoveryVersion(does[0].Version))
 	if err != nil {
 		return err
 	}
-	r.fact("protocols", protoNames(protos))
+	r.Fact("protocols", protoNames(protos))
 	if !slices.Equal(protos, wantProtocols) {
 		return fmt.Errorf("discovery listed %v, want %v", protos, wantProtocols)
 	}
-	r.step("discovery at 0x%x lists %v", does[0].Offset, protos)
+	r.Step("discovery at 0x%x lists %v", does[0].Offset, protos)
 
 	table, err := doe.ReadCDAT(ctx, d)
 	if err != nil {
@@ -98,10 +99,10 @@ func scenarioRawDriver(ctx context.Context, e *env, r *result) error {
 		types = append(types, doe.CDATTypeName(en.Type))
 	}
 	e.cdat = table
-	r.fact("cdat_bytes", len(table))
-	r.fact("cdat_sha256", sum(table))
-	r.fact("cdat_entries", types)
-	r.step("CDAT read by our driver: %d bytes, revision %d, checksum ok, %d structures (%s)", len(table), h.Revision, len(entries), strings.Join(types, " "))
+	r.Fact("cdat_bytes", len(table))
+	r.Fact("cdat_sha256", sum(table))
+	r.Fact("cdat_entries", types)
+	r.Step("CDAT read by our driver: %d bytes, revision %d, checksum ok, %d structures (%s)", len(table), h.Revision, len(entries), strings.Join(types, " "))
 
 	for _, m := range []string{"cxl_acpi", "cxl_pci", "cxl_mem"} {
 		if err := loadModule(m); err != nil {
@@ -111,19 +112,19 @@ func scenarioRawDriver(ctx context.Context, e *env, r *result) error {
 	if err := waitDriver(ctx, bdf, "cxl_pci"); err != nil {
 		return err
 	}
-	r.step("loaded cxl_acpi, cxl_pci, cxl_mem; cxl_pci bound to %s", bdf)
+	r.Step("loaded cxl_acpi, cxl_pci, cxl_mem; cxl_pci bound to %s", bdf)
 	ep, kernel, err := kernelCDAT(ctx, "")
 	if err != nil {
 		return err
 	}
 	e.endpoint = ep
-	r.fact("kernel_endpoint", ep)
-	r.fact("kernel_cdat_sha256", sum(kernel))
+	r.Fact("kernel_endpoint", ep)
+	r.Fact("kernel_cdat_sha256", sum(kernel))
 	if !bytes.Equal(kernel, table) {
 		return fmt.Errorf("the kernel's %s/CDAT (%d bytes, sha256 %s) differs from ours (%d bytes, sha256 %s)",
 			ep, len(kernel), sum(kernel), len(table), sum(table))
 	}
-	r.step("the kernel's %s/%s/CDAT is the same %d bytes", cxlDevices, ep, len(kernel))
+	r.Step("the kernel's %s/%s/CDAT is the same %d bytes", cxlDevices, ep, len(kernel))
 	return nil
 }
 
@@ -146,7 +147,7 @@ func shimConfig(bdf, sock string) *hostshim.Config {
 // driver; once unbound, it serves discovery and CDAT to a client through
 // its socket (and refuses what is not allowed); a second shim on the same
 // device refuses to start.
-func scenarioShim(ctx context.Context, e *env, r *result) error {
+func scenarioShim(ctx context.Context, e *env, r *vm.Result) error {
 	if e.bdf == "" {
 		return errors.New("no device (scenario 1 failed)")
 	}
@@ -160,8 +161,8 @@ func scenarioShim(ctx context.Context, e *env, r *result) error {
 	if !errors.Is(err, hostshim.ErrDriverBound) || !strings.Contains(err.Error(), `"cxl_pci"`) {
 		return fmt.Errorf("the shim's refusal %q does not name cxl_pci as the holder", err)
 	}
-	r.fact("refusal_bound", err.Error())
-	r.step("with cxl_pci bound the shim refuses: %v", err)
+	r.Fact("refusal_bound", err.Error())
+	r.Step("with cxl_pci bound the shim refuses: %v", err)
 
 	if err := writeSysfs(cxlPCIDrv+"/unbind", e.bdf); err != nil {
 		return err
@@ -172,14 +173,14 @@ func scenarioShim(ctx context.Context, e *env, r *result) error {
 	if _, err := os.Stat(cxlDevices + "/" + e.endpoint); !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("after unbind the kernel's %s should be gone (%v)", e.endpoint, err)
 	}
-	r.step("unbound cxl_pci; %s is gone", e.endpoint)
+	r.Step("unbound cxl_pci; %s is gone", e.endpoint)
 
 	s, err = hostshim.New(shimConfig(e.bdf, sock), nil, log, nil)
 	if err != nil {
 		return fmt.Errorf("the shim does not start on the unbound device: %w", err)
 	}
 	defer s.Shutdown()
-	r.step("the shim serves %s on unix:%s", e.bdf, sock)
+	r.Step("the shim serves %s on unix:%s", e.bdf, sock)
 
 	c, err := doe.Dial(ctx, "unix:"+sock)
 	if err != nil {
@@ -200,7 +201,7 @@ func scenarioShim(ctx context.Context, e *env, r *result) error {
 	if !bytes.Equal(table, e.cdat) {
 		return fmt.Errorf("CDAT through the shim (sha256 %s) differs from the direct read (%s)", sum(table), sum(e.cdat))
 	}
-	r.step("through the shim: discovery lists %v, CDAT is the same %d bytes", protos, len(table))
+	r.Step("through the shim: discovery lists %v, CDAT is the same %d bytes", protos, len(table))
 
 	_, err = c.Exchange(ctx, doe.NewObject(doe.ProtocolCMA, []byte{0x10, 0x84, 0, 0}))
 	var remote *doe.RemoteError
@@ -210,21 +211,21 @@ func scenarioShim(ctx context.Context, e *env, r *result) error {
 	if _, err := doe.Discover(ctx, c, 0); err != nil {
 		return fmt.Errorf("the connection after a refusal: %w", err)
 	}
-	r.step("a CMA request is refused (%q) and the connection goes on", remote.Reason)
+	r.Step("a CMA request is refused (%q) and the connection goes on", remote.Reason)
 
 	_, err = hostshim.New(shimConfig(e.bdf, "/run/cxl0-second.sock"), nil, log, nil)
 	if !errors.Is(err, hostshim.ErrClaimed) {
 		return fmt.Errorf("a second shim on %s = %v, want ErrClaimed", e.bdf, err)
 	}
-	r.fact("refusal_claimed", err.Error())
-	r.step("a second shim refuses to start: %v", err)
+	r.Fact("refusal_claimed", err.Error())
+	r.Step("a second shim refuses to start: %v", err)
 	return nil
 }
 
 // scenarioFaults: QEMU's silent drops end in our timeout and abort, a
 // read past the end of a response sets Error, and after each the driver
 // gets the mailbox back.
-func scenarioFaults(ctx context.Context, e *env, r *result) error {
+func scenarioFaults(ctx context.Context, e *env, r *vm.Result) error {
 	if e.bdf == "" {
 		return errors.New("no device (scenario 1 failed)")
 	}
@@ -268,8 +269,8 @@ func scenarioFaults(ctx context.Context, e *env, r *result) error {
 	if err := discover("after the timeout"); err != nil {
 		return err
 	}
-	r.fact("drop_timeout_ms", took.Milliseconds())
-	r.step("a CMA request (not offered) is dropped by QEMU: ErrTimeout after %v, aborted, mailbox idle, next discovery works", took.Round(time.Millisecond))
+	r.Fact("drop_timeout_ms", took.Milliseconds())
+	r.Step("a CMA request (not offered) is dropped by QEMU: ErrTimeout after %v, aborted, mailbox idle, next discovery works", took.Round(time.Millisecond))
 
 	// 2. A length field that disagrees with the DWs written: discarded too.
 	reg := func(off int) int { return c.Offset + off }
@@ -292,7 +293,7 @@ func scenarioFaults(ctx context.Context, e *env, r *result) error {
 	if err := discover("after a wrong length field"); err != nil {
 		return err
 	}
-	r.step("a request whose length field says 4 DW with 3 written is discarded silently (status 0x%08x); next discovery works", st)
+	r.Step("a request whose length field says 4 DW with 3 written is discarded silently (status 0x%08x); next discovery works", st)
 
 	// 3. One pop past the end of a response sets Error; the driver finds
 	// it before its next request, aborts, and goes on.
@@ -315,14 +316,14 @@ func scenarioFaults(ctx context.Context, e *env, r *result) error {
 	if st, err = cs.ReadConfig32(reg(doe.RegStatus)); err != nil || st&doe.StatusError == 0 {
 		return fmt.Errorf("after a read past the end: status 0x%08x (%v), want Error", st, err)
 	}
-	r.fact("past_end_status", fmt.Sprintf("0x%08x", st))
+	r.Fact("past_end_status", fmt.Sprintf("0x%08x", st))
 	if err := discover("after a read past the end"); err != nil {
 		return err
 	}
 	if err := idle(cs, c); err != nil {
 		return fmt.Errorf("after recovering: %w", err)
 	}
-	r.step("a read past the end of a response sets Error (status 0x%08x); the driver aborts it away and discovery works", st)
+	r.Step("a read past the end of a response sets Error (status 0x%08x); the driver aborts it away and discovery works", st)
 	return nil
 }
 
@@ -340,7 +341,7 @@ func idle(cs doe.ConfigSpace, c doe.ExtCap) error {
 
 // scenarioRebind: after everything above, the mailbox is idle and
 // cxl_pci binds again, and the kernel reads the same CDAT through it.
-func scenarioRebind(ctx context.Context, e *env, r *result) error {
+func scenarioRebind(ctx context.Context, e *env, r *vm.Result) error {
 	if e.bdf == "" {
 		return errors.New("no device (scenario 1 failed)")
 	}
@@ -356,7 +357,7 @@ func scenarioRebind(ctx context.Context, e *env, r *result) error {
 	if err != nil {
 		return err
 	}
-	r.step("the mailbox is idle before the rebind")
+	r.Step("the mailbox is idle before the rebind")
 	before := len(kernelErrors())
 	if err := writeSysfs(cxlPCIDrv+"/bind", e.bdf); err != nil {
 		return err
@@ -364,20 +365,20 @@ func scenarioRebind(ctx context.Context, e *env, r *result) error {
 	if err := waitDriver(ctx, e.bdf, "cxl_pci"); err != nil {
 		return err
 	}
-	r.step("cxl_pci binds %s again", e.bdf)
+	r.Step("cxl_pci binds %s again", e.bdf)
 	ep, kernel, err := kernelCDAT(ctx, "")
 	if err != nil {
 		return err
 	}
-	r.fact("kernel_endpoint", ep)
-	r.fact("kernel_cdat_sha256", sum(kernel))
+	r.Fact("kernel_endpoint", ep)
+	r.Fact("kernel_cdat_sha256", sum(kernel))
 	if !bytes.Equal(kernel, e.cdat) {
 		return fmt.Errorf("the kernel's CDAT after the rebind (%s, sha256 %s) differs from ours (%s)", ep, sum(kernel), sum(e.cdat))
 	}
-	r.step("the kernel reads its CDAT again: %s/CDAT is the same %d bytes", ep, len(kernel))
+	r.Step("the kernel reads its CDAT again: %s/CDAT is the same %d bytes", ep, len(kernel))
 	if errs := kernelErrors(); len(errs) > before {
 		return fmt.Errorf("the kernel reported CXL/DOE errors after the rebind: %q", errs[before:])
 	}
-	r.step("the kernel logged no CXL/DOE error")
+	r.Step("the kernel logged no CXL/DOE error")
 	return nil
 }
