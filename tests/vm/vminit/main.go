@@ -5,12 +5,9 @@
 // implementation (QEMU's CXL type-3 model) under a real kernel (Debian's,
 // with cxl_pci using the same mailbox). tests/vm builds it statically,
 // packs it into an initramfs with the CXL modules under /modules, boots
-// QEMU and reads the serial console: one line
-//
-//	DEVATTEST-VM {"scenario":N,...}
-//
-// per scenario, lines "DEVATTEST-VM-KLOG <text>" with what the kernel said
-// about CXL and DOE, then "DEVATTEST-VM-END". Then it powers the VM off.
+// QEMU and reads the serial console: one vm.Result line per scenario,
+// the kernel's lines about CXL and DOE, then the end marker (see package
+// vm). Then it powers the VM off.
 package main
 
 import (
@@ -27,7 +24,7 @@ import (
 
 // scenarioTimeout bounds each scenario; the host's deadline on the whole
 // VM is above the sum.
-const scenarioTimeout = 60 * time.Second
+const scenarioTimeout = 45 * time.Second
 
 type scenario struct {
 	name string

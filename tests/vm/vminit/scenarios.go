@@ -205,7 +205,7 @@ func scenarioShim(ctx context.Context, e *env, r *vm.Result) error {
 
 	_, err = c.Exchange(ctx, doe.NewObject(doe.ProtocolCMA, []byte{0x10, 0x84, 0, 0}))
 	var remote *doe.RemoteError
-	if !errors.As(err, &remote) || !strings.Contains(remote.Reason, "not") {
+	if !errors.As(err, &remote) || !strings.Contains(remote.Reason, "not allowed") {
 		return fmt.Errorf("a CMA request through a CDAT-only shim = %v, want a refusal", err)
 	}
 	if _, err := doe.Discover(ctx, c, 0); err != nil {
