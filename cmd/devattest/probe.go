@@ -18,6 +18,7 @@ import (
 type probeFlags struct {
 	connect      string
 	discovery    bool
+	cdat         bool
 	discoveryVer uint
 	raw          string
 	json         bool
@@ -56,6 +57,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&pf.connect, "connect", "127.0.0.1:2323", "socket-framing peer: HOST:PORT or unix:PATH")
 	fs.BoolVar(&pf.discovery, "discovery", false, "list the DOE protocols of the mailbox")
 	fs.UintVar(&pf.discoveryVer, "discovery-version", 0, "version field of discovery requests (0, or 2 for DOE capability version 2)")
+	fs.BoolVar(&pf.cdat, "cdat", false, "read a CXL device's CDAT (CXL Table Access) and list its structures")
 	fs.StringVar(&pf.raw, "raw", "", "send one whole DOE object given in hex (header included) and print the response")
 	fs.BoolVar(&pf.json, "json", false, "print a JSON object for scripts")
 	fs.DurationVar(&pf.timeout, "timeout", 10*time.Second, "deadline for the whole probe")
@@ -83,8 +85,8 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case fs.NArg() != 0:
 		return cli.Fail(stderr, prog, fmt.Errorf("unexpected arguments %q", fs.Args()))
-	case btoi(pf.discovery)+btoi(pf.raw != "")+btoi(pf.trustAnchor != "") != 1:
-		return cli.Fail(stderr, prog, errors.New("give exactly one of --discovery, --raw HEX or --trust-anchor FILE"))
+	case btoi(pf.discovery)+btoi(pf.cdat)+btoi(pf.raw != "")+btoi(pf.trustAnchor != "") != 1:
+		return cli.Fail(stderr, prog, errors.New("give exactly one of --discovery, --cdat, --raw HEX or --trust-anchor FILE"))
 	case *slot > 7:
 		return cli.Fail(stderr, prog, errors.New("--slot must be 0 to 7"))
 	case pf.discoveryVer > 255:
@@ -126,6 +128,8 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case pf.raw != "":
 		return probeRaw(ctx, pf, stdout, stderr)
+	case pf.cdat:
+		return probeCDAT(ctx, pf, stdout, stderr)
 	case pf.trustAnchor != "":
 		return probeSPDM(ctx, pf, stdout, stderr)
 	}
