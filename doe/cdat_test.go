@@ -3,68 +3,37 @@ package doe_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
 
+	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
 )
 
-// cdatTable builds a CDAT with a correct header (length, checksum) around
-// the given structures.
-func cdatTable(structs ...[]byte) []byte {
-	t := make([]byte, doe.CDATHeaderSize)
-	t[4] = 1 // revision
-	binary.LittleEndian.PutUint32(t[12:], 7)
-	for _, s := range structs {
-		t = append(t, s...)
-	}
-	binary.LittleEndian.PutUint32(t, uint32(len(t)))
-	var sum byte
-	for _, b := range t {
-		sum += b
-	}
-	t[5] = -sum
-	return t
-}
+// cdatTable builds a CDAT (revision 1, sequence 7) around structures.
+func cdatTable(structs ...[]byte) []byte { return devsim.BuildCDAT(1, 7, structs...) }
 
-// cdatStruct is a structure of type typ and n bytes (n ≥ 4).
+// cdatStruct is a structure of type typ and n bytes (n ≥ 4) with some
+// content.
 func cdatStruct(typ uint8, n int) []byte {
-	s := make([]byte, n)
-	s[0] = typ
-	binary.LittleEndian.PutUint16(s[2:], uint16(n))
-	for i := 4; i < n; i++ {
-		s[i] = byte(i * int(typ+3))
+	body := make([]byte, n-4)
+	for i := range body {
+		body[i] = byte((i + 4) * int(typ+3))
 	}
-	return s
+	return devsim.CDATStructure(typ, body)
 }
 
-// cdatResponder serves table's entries (header first, then each
-// structure) the way QEMU's CXL type-3 model does, counting requests.
+// cdatResponder serves table's entries with devsim's CDAT handler,
+// counting requests.
 func cdatResponder(t *testing.T, table []byte, calls *int) doe.Mailbox {
-	entries := [][]byte{table[:doe.CDATHeaderSize]}
-	for off := doe.CDATHeaderSize; off < len(table); {
-		n := int(binary.LittleEndian.Uint16(table[off+2:]))
-		entries = append(entries, table[off:off+n])
-		off += n
+	h, err := devsim.NewCDATHandler(table)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return doe.MailboxFunc(func(_ context.Context, req doe.Object) (doe.Object, error) {
+	return doe.MailboxFunc(func(ctx context.Context, req doe.Object) (doe.Object, error) {
 		*calls++
-		h, err := doe.DecodeCDATRequest(req)
-		if err != nil {
-			t.Errorf("responder got a bad request: %v", err)
-			return doe.Object{}, err
-		}
-		if int(h) >= len(entries) {
-			t.Errorf("responder asked for handle %d of %d", h, len(entries))
-			return doe.Object{}, doe.ErrMalformed
-		}
-		next := uint16(h + 1)
-		if int(next) == len(entries) {
-			next = doe.CDATLastHandle
-		}
-		return doe.EncodeCDATResponse(next, entries[h]), nil
+		return h.HandleDOE(ctx, req)
 	})
 }
 

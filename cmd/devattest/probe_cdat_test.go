@@ -3,14 +3,10 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/devattest/devattest/devsim"
-	"github.com/devattest/devattest/doe"
 )
 
 func TestProbeCDAT(t *testing.T) {
@@ -20,15 +16,7 @@ func TestProbeCDAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "cxl.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &doe.Server{Mailbox: f.Driver(), ExchangeTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	addr := "unix:" + path
+	addr := serveMailbox(t, dir, "cxl", f.Driver())
 
 	code, out, errOut := runCmd("probe", "--connect", addr, "--cdat", "--end", "continue")
 	if code != 0 {

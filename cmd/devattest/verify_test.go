@@ -31,19 +31,26 @@ func startVF(t *testing.T, dir, name string) (string, *x509.Certificate) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveMailbox(t, dir, name, vf.Driver()), root
+}
+
+// serveMailbox serves mb on a unix socket in dir until the test ends and
+// returns its address.
+func serveMailbox(t *testing.T, dir, name string, mb doe.Mailbox) string {
+	t.Helper()
 	path := filepath.Join(dir, name+".sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &doe.Server{Mailbox: vf.Driver(), ExchangeTimeout: 10 * time.Second}
+	srv := &doe.Server{Mailbox: mb, ExchangeTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "unix:" + path, root
+	return "unix:" + path
 }
 
 type e2e struct {
