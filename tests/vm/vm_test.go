@@ -114,6 +114,9 @@ func TestQEMUCXLDOE(t *testing.T) {
 	if r, _ := s2["refusal_claimed"].(string); !strings.Contains(r, "claimed") || !strings.Contains(r, "pid 1 ") {
 		t.Errorf("the second shim's refusal %q does not say who holds the claim", r)
 	}
+	if ms, _ := s2["shim_timeout_ms"].(float64); ms < 500 {
+		t.Errorf("a dropped request through the shim ended after %v ms, before its 500 ms exchange timeout", s2["shim_timeout_ms"])
+	}
 	if ms, _ := s3["drop_timeout_ms"].(float64); ms < 300 {
 		t.Errorf("a dropped request ended after %v ms, before the 300 ms timeout", s3["drop_timeout_ms"])
 	}

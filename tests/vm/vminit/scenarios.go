@@ -128,25 +128,31 @@ func scenarioRawDriver(ctx context.Context, e *env, r *vm.Result) error {
 	return nil
 }
 
-// shimConfig is a one-listener shim configuration serving bdf's CDAT
-// mailbox on a unix socket.
+// shimExchangeTimeout is the shim's bound on one device exchange here.
+const shimExchangeTimeout = 500 * time.Millisecond
+
+// shimConfig is a one-listener shim configuration serving bdf's mailbox
+// on a unix socket: discovery, CDAT, and CMA, which QEMU's CXL device does
+// not offer (so a CMA request shows the shim's handling of a device that
+// never answers).
 func shimConfig(bdf, sock string) *hostshim.Config {
 	return &hostshim.Config{
 		RunDir:  "/run/devattest",
 		Metrics: hostshim.MetricsConfig{Listen: hostshim.MetricsDisabled},
 		Listeners: []hostshim.ListenerConfig{{
-			Name:         "cxl0",
-			VF:           hostshim.VFConfig{Backend: hostshim.BackendSysfs, BDF: bdf},
-			Listen:       hostshim.ListenConfig{Unix: &hostshim.UnixListen{Path: sock}},
-			AllowedTypes: []string{"discovery", "1e98:02"},
+			Name:            "cxl0",
+			VF:              hostshim.VFConfig{Backend: hostshim.BackendSysfs, BDF: bdf},
+			Listen:          hostshim.ListenConfig{Unix: &hostshim.UnixListen{Path: sock}},
+			AllowedTypes:    []string{"discovery", "1e98:02", "cma"},
+			ExchangeTimeout: hostshim.Duration{D: shimExchangeTimeout},
 		}},
 	}
 }
 
 // scenarioShim: the shim refuses a device cxl_pci holds and names the
 // driver; once unbound, it serves discovery and CDAT to a client through
-// its socket (and refuses what is not allowed); a second shim on the same
-// device refuses to start.
+// its socket, refuses what is not allowed, survives a request the device
+// drops; a second shim on the same device refuses to start.
 func scenarioShim(ctx context.Context, e *env, r *vm.Result) error {
 	if e.bdf == "" {
 		return errors.New("no device (scenario 1 failed)")
@@ -203,15 +209,33 @@ func scenarioShim(ctx context.Context, e *env, r *vm.Result) error {
 	}
 	r.Step("through the shim: discovery lists %v, CDAT is the same %d bytes", protos, len(table))
 
-	_, err = c.Exchange(ctx, doe.NewObject(doe.ProtocolCMA, []byte{0x10, 0x84, 0, 0}))
+	_, err = c.Exchange(ctx, doe.NewObject(doe.ProtocolSecuredCMA, make([]byte, 8)))
 	var remote *doe.RemoteError
 	if !errors.As(err, &remote) || !strings.Contains(remote.Reason, "not allowed") {
-		return fmt.Errorf("a CMA request through a CDAT-only shim = %v, want a refusal", err)
+		return fmt.Errorf("a secured CMA request, which the listener does not allow = %v, want a refusal", err)
 	}
 	if _, err := doe.Discover(ctx, c, 0); err != nil {
 		return fmt.Errorf("the connection after a refusal: %w", err)
 	}
-	r.Step("a CMA request is refused (%q) and the connection goes on", remote.Reason)
+	r.Step("a secured CMA request is refused (%q) and the connection goes on", remote.Reason)
+
+	// CMA is allowed but QEMU's instance does not offer it and drops the
+	// request: the shim's exchange timeout ends it, the shim aborts, the
+	// guest is told it timed out, and the mailbox serves the next request.
+	start := time.Now()
+	_, err = c.Exchange(ctx, doe.NewObject(doe.ProtocolCMA, []byte{0x10, 0x84, 0, 0}))
+	took := time.Since(start)
+	if !errors.As(err, &remote) || !strings.Contains(remote.Reason, "timeout") {
+		return fmt.Errorf("a CMA request QEMU drops, through the shim = %v, want a timeout refusal", err)
+	}
+	if took < shimExchangeTimeout || took > shimExchangeTimeout+5*time.Second {
+		return fmt.Errorf("the dropped request through the shim ended after %v with a %v exchange timeout", took, shimExchangeTimeout)
+	}
+	if table, err = doe.ReadCDAT(ctx, c); err != nil || !bytes.Equal(table, e.cdat) {
+		return fmt.Errorf("CDAT through the shim after its timeout: %v", err)
+	}
+	r.Fact("shim_timeout_ms", took.Milliseconds())
+	r.Step("a CMA request QEMU drops: the shim's timeout ends it after %v (%q), and CDAT reads again", took.Round(time.Millisecond), remote.Reason)
 
 	_, err = hostshim.New(shimConfig(e.bdf, "/run/cxl0-second.sock"), nil, log, nil)
 	if !errors.Is(err, hostshim.ErrClaimed) {
