@@ -298,6 +298,18 @@ func Load(path string) (*Policy, error) {
 
 // Parse parses and checks a policy; files it names are relative to dir.
 func Parse(b []byte, dir string) (*Policy, error) {
+	return parse(b, dir, false)
+}
+
+// ParseDevices parses and checks a policy of device rules only, as a
+// guest enforces on its own devices: it has no platform block (a policy
+// inside the measured image cannot name that image's own measurement) and
+// no guest_policy_digest (which would have to cover itself).
+func ParseDevices(b []byte, dir string) (*Policy, error) {
+	return parse(b, dir, true)
+}
+
+func parse(b []byte, dir string, devicesOnly bool) (*Policy, error) {
 	if len(b) > MaxPolicySize {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrPolicy, MaxPolicySize)
 	}
@@ -311,13 +323,23 @@ func Parse(b []byte, dir string) (*Policy, error) {
 	if err := dec.Decode(&extra); err == nil {
 		return nil, fmt.Errorf("%w: more than one YAML document", ErrPolicy)
 	}
-	if err := p.check(dir); err != nil {
+	if devicesOnly {
+		var top map[string]any
+		_ = yaml.Unmarshal(b, &top) // it decoded above
+		if _, ok := top["platform"]; ok {
+			return nil, fmt.Errorf("%w: platform: a policy of device rules has no platform block", ErrPolicy)
+		}
+		if p.GuestPolicyDigest != nil {
+			return nil, fmt.Errorf("%w: guest_policy_digest: a policy of device rules has none (it would have to cover itself)", ErrPolicy)
+		}
+	}
+	if err := p.check(dir, devicesOnly); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	return &p, nil
 }
 
-func (p *Policy) check(dir string) error {
+func (p *Policy) check(dir string, devicesOnly bool) error {
 	if len(p.Devices) == 0 {
 		return errors.New("devices: no device rules")
 	}
@@ -344,6 +366,9 @@ func (p *Policy) check(dir string) error {
 		if err := r.check(key, dir); err != nil {
 			return err
 		}
+	}
+	if devicesOnly {
+		return nil
 	}
 	return p.Platform.check(dir)
 }

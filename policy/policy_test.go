@@ -184,3 +184,53 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDevices: a policy of device rules parses only without a
+// platform block and a guest policy digest, and never panics.
+func FuzzParseDevices(f *testing.F) {
+	dir := f.TempDir()
+	writeSelfSigned(f, filepath.Join(dir, "root.pem"))
+	f.Add([]byte("devices: [{default: true, trust_anchors: [root.pem]}]\n"))
+	f.Add([]byte("devices:\n  - label: x\n    trust_anchors: [root.pem]\n    reference_measurements: [{index: 1, digest: [aa]}]\n"))
+	f.Add([]byte(goodPolicy))
+	f.Add([]byte("devices: [{default: true, trust_anchors: [root.pem]}]\nplatform: {}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := policy.ParseDevices(b, dir)
+		if err != nil {
+			if !errors.Is(err, policy.ErrPolicy) {
+				t.Fatalf("error %v does not wrap ErrPolicy", err)
+			}
+			return
+		}
+		if len(p.Devices) == 0 || p.Platform.Kind != "" || p.GuestPolicyDigest != nil {
+			t.Fatalf("accepted a device policy with a platform or digest: %+v", p)
+		}
+	})
+}
+
+func TestParseDevices(t *testing.T) {
+	dir := t.TempDir()
+	writeSelfSigned(t, filepath.Join(dir, "root.pem"))
+	p, err := policy.ParseDevices([]byte("devices:\n  - label: a\n    trust_anchors: [root.pem]\n    min_spdm_version: \"1.2\"\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := p.Rule("a"); !ok || len(r.Anchors()) != 1 {
+		t.Fatalf("rule for a: %+v, %v", r, ok)
+	}
+	for name, c := range map[string]struct{ yml, want string }{
+		"platform":       {"devices: [{default: true, trust_anchors: [root.pem]}]\nplatform: {kind: tpm}\n", "no platform block"},
+		"empty platform": {"devices: [{default: true, trust_anchors: [root.pem]}]\nplatform: {}\n", "no platform block"},
+		"digest":         {"guest_policy_digest: aabb\ndevices: [{default: true, trust_anchors: [root.pem]}]\n", "cover itself"},
+		"device rule":    {"devices: [{label: a}]\n", "trust_anchors"},
+		"no devices":     {"{}\n", "no device rules"},
+	} {
+		if _, err := policy.ParseDevices([]byte(c.yml), dir); !errors.Is(err, policy.ErrPolicy) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: ParseDevices = %v, want ErrPolicy mentioning %q", name, err, c.want)
+		}
+	}
+	// A whole policy still needs its platform.
+	if _, err := policy.Parse([]byte("devices: [{default: true, trust_anchors: [root.pem]}]\n"), dir); err == nil {
+		t.Error("Parse accepted a policy without a platform block")
+	}
+}
