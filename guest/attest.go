@@ -162,11 +162,16 @@ func platformReport(ctx context.Context, att platform.Attester, rep *evidence.Re
 }
 
 // PolicyDigest is the digest of what the guest enforces: for each device
-// in order, its label, whether it is required and its trust anchors:
+// in order, its label, whether it is required and its trust anchors, and
+// the SHA-256 of the policy file it enforces, if any:
 //
 //	SHA-256( "devattest policy/1" 0x00 ‖ u32be(count) ‖ for each device:
 //	         u16be(len(label)) ‖ label ‖ u8(required) ‖ u32be(anchors) ‖
-//	         for each anchor: u32be(len(DER)) ‖ DER )
+//	         for each anchor: u32be(len(DER)) ‖ DER
+//	         [‖ "policy file" 0x00 ‖ SHA-256(policy file)] )
+//
+// With a policy file the devices' anchors are the policy's, so their
+// count in the configuration is 0 and the file's digest covers them.
 func PolicyDigest(cfg *Config) []byte {
 	h := sha256.New()
 	h.Write([]byte("devattest policy/1\x00"))
@@ -184,6 +189,10 @@ func PolicyDigest(cfg *Config) []byte {
 			h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(a.Raw))))
 			h.Write(a.Raw)
 		}
+	}
+	if cfg.PolicySHA256 != nil {
+		h.Write([]byte("policy file\x00"))
+		h.Write(cfg.PolicySHA256)
 	}
 	return h.Sum(nil)
 }

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/policy"
 )
 
 // Config is the guest service's configuration (YAML):
@@ -28,6 +30,7 @@ import (
 //	    shim: vsock:2:7000  # unix:PATH, HOST:PORT or vsock:CID:PORT
 //	    required: true      # default true
 //	    trust_anchors: [/etc/devattest/vendor-root.pem]
+//	policy: /etc/devattest/policy.yaml  # optional: device rules to enforce
 //	remeasure_interval: 5m  # the daemon's periodic re-measurement (default 5m)
 //	api:
 //	  unix: /run/devattest/guest.sock  # the daemon's API socket (mode 0660)
@@ -36,10 +39,23 @@ import (
 //
 // Unknown keys are errors. Trust anchors come from the measured image,
 // never from the host.
+//
+// With policy, the guest enforces that file's device rules (the format
+// `devattest verify` reads) on its own evidence before it reports a device
+// as attested: the rule's trust anchors, certificate rules and pin when it
+// validates the chain, then version, algorithms, reference measurements,
+// session and IDE. A device's anchors then come from its rule, so
+// trust_anchors is not given with policy. The policy file's SHA-256 is
+// part of the report's policy digest.
 type Config struct {
 	Platform string         `yaml:"platform"`
 	IDE      bool           `yaml:"ide"`
 	Devices  []DeviceConfig `yaml:"devices"`
+	// Policy is the path of a policy file whose device rules the guest
+	// enforces (relative to the configuration file).
+	Policy string `yaml:"policy"`
+	// PolicySHA256 is the SHA-256 of the policy file LoadPolicy read.
+	PolicySHA256 []byte `yaml:"-"`
 	// RemeasureInterval is how often the daemon re-measures each device
 	// inside its session (default DefaultRemeasureInterval).
 	RemeasureInterval time.Duration `yaml:"remeasure_interval"`
@@ -78,6 +94,10 @@ type DeviceConfig struct {
 	// Anchors are the loaded trust anchors (LoadAnchors fills them from
 	// TrustAnchors; tests may set them directly).
 	Anchors []*x509.Certificate `yaml:"-"`
+	// Policy, when set, is the policy whose rule for Label the device must
+	// pass; its anchors replace Anchors (LoadConfig sets it from
+	// Config.Policy; tests may set it directly).
+	Policy *policy.Policy `yaml:"-"`
 }
 
 // IsRequired reports whether the device must pass.
@@ -131,8 +151,11 @@ func ParseConfig(b []byte, dir string) (*Config, error) {
 		if _, err := ParseShimAddr(d.Shim); err != nil {
 			return nil, fmt.Errorf("%w: device %q: %w", ErrConfig, d.Label, err)
 		}
-		if len(d.TrustAnchors) == 0 {
-			return nil, fmt.Errorf("%w: device %q has no trust_anchors", ErrConfig, d.Label)
+		switch {
+		case c.Policy == "" && len(d.TrustAnchors) == 0:
+			return nil, fmt.Errorf("%w: device %q has no trust_anchors (and there is no policy)", ErrConfig, d.Label)
+		case c.Policy != "" && len(d.TrustAnchors) > 0:
+			return nil, fmt.Errorf("%w: device %q has trust_anchors and the configuration a policy: with a policy the device's anchors are its rule's; remove trust_anchors", ErrConfig, d.Label)
 		}
 		for j, p := range d.TrustAnchors {
 			if !filepath.IsAbs(p) && dir != "" {
@@ -140,6 +163,9 @@ func ParseConfig(b []byte, dir string) (*Config, error) {
 			}
 		}
 		d.IDE = d.IDE || c.IDE
+	}
+	if c.Policy != "" && !filepath.IsAbs(c.Policy) && dir != "" {
+		c.Policy = filepath.Join(dir, c.Policy)
 	}
 	return &c, nil
 }
@@ -155,12 +181,42 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Policy != "" {
+		if err := c.LoadPolicy(); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	for i := range c.Devices {
 		if err := c.Devices[i].LoadAnchors(); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
 	return c, nil
+}
+
+// LoadPolicy reads Config.Policy, checks that it has a rule for every
+// device, and sets each device's Policy and the digest PolicyDigest
+// covers.
+func (c *Config) LoadPolicy() error {
+	b, err := os.ReadFile(c.Policy)
+	if err != nil {
+		return fmt.Errorf("%w: policy: %w", ErrConfig, err)
+	}
+	p, err := policy.ParseDevices(b, filepath.Dir(c.Policy))
+	if err != nil {
+		return fmt.Errorf("%w: policy %s: %w", ErrConfig, c.Policy, err)
+	}
+	for i := range c.Devices {
+		d := &c.Devices[i]
+		if _, ok := p.Rule(d.Label); !ok {
+			return fmt.Errorf("%w: policy %s has no rule for device %q and no default rule", ErrConfig, c.Policy, d.Label)
+		}
+		d.Policy = p
+	}
+	sum := sha256.Sum256(b)
+	c.PolicySHA256 = sum[:]
+	return nil
 }
 
 // LoadAnchors reads the PEM certificates named in TrustAnchors into Anchors.

@@ -52,6 +52,7 @@ const (
 	StepMeasurements    = "GET_MEASUREMENTS"
 	StepIDE             = "IDE_KM"
 	StepEndSession      = "END_SESSION"
+	StepPolicy          = "policy"
 	certSlot            = 0
 	spdmNonceLabel      = "devattest spdm nonce/1\x00"
 	simulatedRootPort   = "simulated root port"
@@ -159,6 +160,9 @@ func AttestDevice(ctx context.Context, dev DeviceConfig, ownerNonce []byte) (evi
 	}
 	d.Session.Ended = true
 	d.Status = evidence.StatusOK
+	if err := enforce(&dev, d, ownerNonce); err != nil {
+		return fail(StepPolicy, err)
+	}
 	d.Finished = time.Now().UTC()
 	return d, nil
 }
@@ -193,13 +197,9 @@ func (c *devConn) measure(ctx context.Context, nonce [secchan.NonceSize]byte) (*
 // what it learns. On failure it returns the failed step and has closed
 // the connection.
 func openDevice(ctx context.Context, dev *DeviceConfig, d *evidence.Device) (_ *devConn, step string, _ error) {
-	if len(dev.Anchors) == 0 {
-		if err := dev.LoadAnchors(); err != nil {
-			return nil, StepAnchors, err
-		}
-		if len(dev.Anchors) == 0 {
-			return nil, StepAnchors, errors.New("no trust anchors")
-		}
+	validator, err := chainValidator(dev)
+	if err != nil {
+		return nil, StepAnchors, err
 	}
 	mb, err := dialShim(ctx, dev.Shim)
 	if err != nil {
@@ -225,7 +225,7 @@ func openDevice(ctx context.Context, dev *DeviceConfig, d *evidence.Device) (_ *
 	// The SPDM nonce source: random for CHALLENGE, derived from the
 	// owner's nonce for the signed GET_MEASUREMENTS (devConn.measure).
 	cfg := secchan.DefaultRequesterConfig()
-	cfg.Validator = &secchan.AnchorValidator{Roots: dev.Anchors}
+	cfg.Validator = validator
 	cfg.Nonce = func() ([secchan.NonceSize]byte, error) {
 		if c.derived != nil {
 			return *c.derived, nil

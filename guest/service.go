@@ -387,7 +387,7 @@ func (s *Service) measureLocked(ctx context.Context, d *device, ownerNonce []byt
 	if d.conn != nil {
 		m, err := s.measureConn(ctx, d, nonce)
 		if err == nil {
-			return s.succeeded(d, m, started), nil
+			return s.measured(ctx, d, m, started, ownerNonce)
 		}
 		s.log.Warn("device session lost", "device", d.cfg.Label, "err", err)
 		d.record(Event{Kind: EventSessionLost, Message: err.Error()})
@@ -410,7 +410,28 @@ func (s *Service) measureLocked(ctx context.Context, d *device, ownerNonce []byt
 		s.log.Info("device session re-established", "device", d.cfg.Label, "session", fmt.Sprintf("0x%08x", d.base.Session.ID))
 		d.record(Event{Kind: EventReestablished, Message: fmt.Sprintf("new session 0x%08x", d.base.Session.ID)})
 	}
-	return s.succeeded(d, m, started), nil
+	return s.measured(ctx, d, m, started, ownerNonce)
+}
+
+// measured turns a measurement into the device's evidence and, if the
+// device passes its policy (enforce), records the success. A device that
+// fails its policy keeps no session: it is ended (its keys zeroed) and the
+// next measurement starts afresh.
+func (s *Service) measured(ctx context.Context, d *device, m *evidence.Measurements, started time.Time, ownerNonce []byte) (evidence.Device, error) {
+	ev := d.base
+	ev.Session = &evidence.Session{ID: d.base.Session.ID, AEAD: d.base.Session.AEAD}
+	ev.Measurements = m
+	ev.Status = evidence.StatusOK
+	ev.Started, ev.Finished = started, time.Now().UTC()
+	if err := enforce(&d.cfg, ev, ownerNonce); err != nil {
+		ectx, cancel := context.WithTimeout(ctx, s.devTimeout)
+		_ = d.conn.ss.End(ectx)
+		cancel()
+		d.conn.close()
+		d.conn = nil
+		return s.failed(d, StepPolicy, err, started)
+	}
+	return s.succeeded(d, ev), nil
 }
 
 // measureConn measures inside the live session under the device timeout.
@@ -448,15 +469,10 @@ func (s *Service) establish(ctx context.Context, d *device) (string, error) {
 	return "", nil
 }
 
-// succeeded records a measurement, compares it with the last one and
-// returns the device's evidence.
-func (s *Service) succeeded(d *device, m *evidence.Measurements, started time.Time) evidence.Device {
-	ev := d.base
-	ev.Session = &evidence.Session{ID: d.base.Session.ID, AEAD: d.base.Session.AEAD}
-	ev.Measurements = m
-	ev.Status = evidence.StatusOK
-	ev.Started, ev.Finished = started, time.Now().UTC()
-
+// succeeded records the measurement in ev, compares it with the last one
+// and returns ev.
+func (s *Service) succeeded(d *device, ev evidence.Device) evidence.Device {
+	m := ev.Measurements
 	for _, c := range compareBlocks(d.lastBlocks, m.Blocks) {
 		s.log.Warn("device measurement changed", "device", d.cfg.Label, "change", c)
 		d.record(Event{Kind: EventChanged, Message: c})
