@@ -22,6 +22,8 @@ import (
 
 type initOptions struct {
 	snpARK, snpASK, tdxRoot string
+	// devicesOnly writes the device rules alone, for a guest to enforce.
+	devicesOnly bool
 }
 
 // writePolicy writes a starting policy for rep to path: one rule per
@@ -29,13 +31,14 @@ type initOptions struct {
 // leaf-key pin, its negotiated version and algorithms as the minimum and
 // the allowlist, its blocks as reference measurements, session and IDE as
 // seen), the platform's launch measurement, MRTD or attestation key, and
-// the guest policy digest. Failed devices are left out with a warning.
+// the guest policy digest (the device rules alone with
+// o.devicesOnly). Failed devices are left out with a warning.
 func writePolicy(rep *evidence.Report, path string, o initOptions) (warnings []string, err error) {
 	dir := filepath.Dir(path)
 	var b strings.Builder
 	b.WriteString("# Written by devattest policy init from a report. Review every value:\n")
 	b.WriteString("# it trusts what this one report showed.\n")
-	if len(rep.PolicyDigest) > 0 {
+	if len(rep.PolicyDigest) > 0 && !o.devicesOnly {
 		fmt.Fprintf(&b, "guest_policy_digest: %s\n", hex.EncodeToString(rep.PolicyDigest))
 	}
 	b.WriteString("devices:\n")
@@ -55,11 +58,13 @@ func writePolicy(rep *evidence.Report, path string, o initOptions) (warnings []s
 	if n == 0 {
 		return warnings, fmt.Errorf("the report has no passed device")
 	}
-	pl, err := platformRule(rep, o)
-	if err != nil {
-		return warnings, err
+	if !o.devicesOnly {
+		pl, err := platformRule(rep, o)
+		if err != nil {
+			return warnings, err
+		}
+		b.WriteString(pl)
 	}
-	b.WriteString(pl)
 	return warnings, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -108,10 +109,10 @@ func printVerdict(w io.Writer, v policy.Verdict) {
 
 func runPolicy(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: devattest policy init --from REPORT --out FILE [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE]")
+		fmt.Fprintln(stderr, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE]")
 		return 2
 	}
-	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE]")
+	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE]")
 	fs.SetOutput(stderr)
 	from := fs.String("from", "", "the report to start from")
 	out := fs.String("out", "", "the policy file to write (device roots are written next to it)")
@@ -119,6 +120,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.snpARK, "snp-ark", "", "SEV-SNP ARK file to trust instead of AMD's (test platforms)")
 	fs.StringVar(&o.snpASK, "snp-ask", "", "SEV-SNP ASK file to trust instead of AMD's (test platforms)")
 	fs.StringVar(&o.tdxRoot, "tdx-root", "", "TDX root CA file to trust instead of Intel's (test platforms)")
+	fs.BoolVar(&o.devicesOnly, "devices-only", false, "write only the device rules: the guest's own policy (devattest-guest's policy:), without platform block or guest policy digest")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
 		return 2
@@ -138,7 +140,15 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return cli.Fail(stderr, "devattest policy init", err)
 	}
-	if _, err := policy.Load(*out); err != nil {
+	load := policy.Parse
+	if o.devicesOnly {
+		load = policy.ParseDevices
+	}
+	b, err := os.ReadFile(*out)
+	if err == nil {
+		_, err = load(b, filepath.Dir(*out))
+	}
+	if err != nil {
 		return cli.Fail(stderr, "devattest policy init", fmt.Errorf("the written policy does not load: %w", err))
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", *out)

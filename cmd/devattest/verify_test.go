@@ -374,3 +374,40 @@ func TestVerifyUsage(t *testing.T) {
 		t.Errorf("inspect without a report: exit %d, want 2", code)
 	}
 }
+
+// TestPolicyInitDevicesOnly: --devices-only writes the device rules alone,
+// which policy.ParseDevices (the guest's loader) accepts and a whole
+// policy's parser refuses for want of a platform.
+func TestPolicyInitDevicesOnly(t *testing.T) {
+	att, err := platform.NewFakeSNP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := attestOn(t, "fake-snp", att, func(string) []string { return nil })
+	out := filepath.Join(e.dir, "guest", "devices.yaml")
+	if err := os.Mkdir(filepath.Dir(out), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code, o, errOut := runCmd("policy", "init", "--devices-only", "--from", e.report, "--out", out); code != 0 {
+		t.Fatalf("policy init --devices-only: %d\n%s%s", code, o, errOut)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "platform:") || strings.Contains(string(b), "guest_policy_digest") {
+		t.Fatalf("a devices-only policy carries platform or digest:\n%s", b)
+	}
+	p, err := policy.ParseDevices(b, filepath.Dir(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"0000:01:00.1", "0000:02:00.1"} {
+		if r, ok := p.Rule(l); !ok || len(r.ReferenceMeasurements) == 0 || len(r.Anchors()) != 1 {
+			t.Errorf("rule for %s: %+v", l, r)
+		}
+	}
+	if _, err := policy.Parse(b, filepath.Dir(out)); err == nil {
+		t.Error("a devices-only policy parses as a whole policy")
+	}
+}
