@@ -147,6 +147,9 @@ func AttestDevice(ctx context.Context, dev DeviceConfig, ownerNonce []byte) (evi
 	if err != nil {
 		return failInSession(StepMeasurements, err)
 	}
+	if err := enforce(&dev, d, ownerNonce, beforeKeys...); err != nil {
+		return failInSession(StepPolicy, err)
+	}
 
 	if dev.IDE {
 		d.IDE, err = keyIDE(ctx, ss, neg.Version)

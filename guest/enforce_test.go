@@ -89,8 +89,8 @@ func TestGuestEnforcesPolicy(t *testing.T) {
 	if !strings.Contains(err.Error(), "reference measurements") || !strings.Contains(err.Error(), "block 2") {
 		t.Errorf("the refusal %q does not name the check and the block", err)
 	}
-	if d := rep.Devices[0]; d.OK() || d.FailedStep != StepPolicy {
-		t.Errorf("device 0 evidence: status %s at %q", d.Status, d.FailedStep)
+	if d := rep.Devices[0]; d.OK() || d.FailedStep != StepPolicy || d.IDE != nil {
+		t.Errorf("device 0 evidence: status %s at %q, IDE %+v (a refused device gets no IDE keys)", d.Status, d.FailedStep, d.IDE)
 	}
 	if !rep.Devices[1].OK() {
 		t.Errorf("device 1 failed: %s", rep.Devices[1].Error)
@@ -134,8 +134,8 @@ func TestServiceEnforcesPolicy(t *testing.T) {
 			rep, err := svc.Start(ctxT(t), []byte("boot"))
 			d0 := rep.Devices[0]
 			if tc.ok {
-				if err != nil || !d0.OK() || d0.Session == nil || d0.Session.Ended {
-					t.Fatalf("Start = %v; device 0 %s at %q, session %+v", err, d0.Status, d0.FailedStep, d0.Session)
+				if err != nil || !d0.OK() || d0.Session == nil || d0.Session.Ended || d0.IDE == nil || d0.IDE.KeySet == "" {
+					t.Fatalf("Start = %v; device 0 %s at %q, session %+v, IDE %+v", err, d0.Status, d0.FailedStep, d0.Session, d0.IDE)
 				}
 				return
 			}
@@ -145,6 +145,9 @@ func TestServiceEnforcesPolicy(t *testing.T) {
 			}
 			if st := svc.Devices()[0]; st.Status != evidence.StatusFailed || st.FailedStep != StepPolicy || st.SessionID != 0 {
 				t.Errorf("device 0 state %+v", st)
+			}
+			if d0.IDE != nil {
+				t.Errorf("a device refused by its policy was keyed: %+v", d0.IDE)
 			}
 		})
 	}

@@ -406,6 +406,16 @@ func (s *Service) measureLocked(ctx context.Context, d *device, ownerNonce []byt
 		d.conn = nil
 		return s.failed(d, StepMeasurements, err, started)
 	}
+	// IDE keys only for a device that passes its policy so far.
+	ev := d.base
+	ev.Measurements = m
+	if err := enforce(&d.cfg, ev, ownerNonce, beforeKeys...); err != nil {
+		s.drop(ctx, d)
+		return s.failed(d, StepPolicy, err, started)
+	}
+	if step, err := s.keyIDE(ctx, d); err != nil {
+		return s.failed(d, step, err, started)
+	}
 	if hadSession {
 		s.log.Info("device session re-established", "device", d.cfg.Label, "session", fmt.Sprintf("0x%08x", d.base.Session.ID))
 		d.record(Event{Kind: EventReestablished, Message: fmt.Sprintf("new session 0x%08x", d.base.Session.ID)})
@@ -423,15 +433,38 @@ func (s *Service) measured(ctx context.Context, d *device, m *evidence.Measureme
 	ev.Measurements = m
 	ev.Status = evidence.StatusOK
 	ev.Started, ev.Finished = started, time.Now().UTC()
-	if err := enforce(&d.cfg, ev, ownerNonce); err != nil {
-		ectx, cancel := context.WithTimeout(ctx, s.devTimeout)
-		_ = d.conn.ss.End(ectx)
-		cancel()
-		d.conn.close()
-		d.conn = nil
+	if err := enforce(&d.cfg, ev, ownerNonce, standing(ev)...); err != nil {
+		s.drop(ctx, d)
 		return s.failed(d, StepPolicy, err, started)
 	}
 	return s.succeeded(d, ev), nil
+}
+
+// drop ends the device's session (zeroing its keys) and closes the
+// connection.
+func (s *Service) drop(ctx context.Context, d *device) {
+	ectx, cancel := context.WithTimeout(ctx, s.devTimeout)
+	_ = d.conn.ss.End(ectx)
+	cancel()
+	d.conn.close()
+	d.conn = nil
+}
+
+// keyIDE keys IDE over the new session if the device is configured for
+// it, recording the result in d.base; on failure the session is dropped.
+func (s *Service) keyIDE(ctx context.Context, d *device) (string, error) {
+	if !d.cfg.IDE {
+		return "", nil
+	}
+	kctx, cancel := context.WithTimeout(ctx, s.devTimeout)
+	defer cancel()
+	ideState, err := keyIDE(kctx, d.conn.ss, d.conn.neg.Version)
+	d.base.IDE = ideState
+	if err != nil {
+		s.drop(ctx, d)
+		return StepIDE, err
+	}
+	return "", nil
 }
 
 // measureConn measures inside the live session under the device timeout.
@@ -441,8 +474,8 @@ func (s *Service) measureConn(ctx context.Context, d *device, nonce [32]byte) (*
 	return d.conn.measure(ctx, nonce)
 }
 
-// establish opens a new connection and session and keys IDE if
-// configured; it sets d.conn and d.base on success.
+// establish opens a new connection and session; it sets d.conn and
+// d.base on success. IDE is keyed after the first measurement (keyIDE).
 func (s *Service) establish(ctx context.Context, d *device) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.devTimeout)
 	defer cancel()
@@ -451,15 +484,6 @@ func (s *Service) establish(ctx context.Context, d *device) (string, error) {
 	if err != nil {
 		d.base = base
 		return step, err
-	}
-	if d.cfg.IDE {
-		base.IDE, err = keyIDE(ctx, c.ss, c.neg.Version)
-		if err != nil {
-			_ = c.ss.End(ctx)
-			c.close()
-			d.base = base
-			return StepIDE, err
-		}
 	}
 	d.conn, d.base = c, base
 	d.mu.Lock()
