@@ -73,8 +73,9 @@ type ChainValidator interface {
 	ValidateChain(chain *CertChain, h crypto.Hash) error
 }
 
-// AnchorValidator validates a chain to one of Roots with crypto/x509, and
-// checks that the chain's RootHash is the digest of the root it reached.
+// AnchorValidator validates a chain to one of Roots with crypto/x509,
+// checks that the leaf may authenticate a responder (CheckResponderLeaf),
+// and that the chain's RootHash is the digest of the root it reached.
 type AnchorValidator struct {
 	Roots []*x509.Certificate
 	// Now is the validation time (time.Now when nil).
@@ -108,6 +109,9 @@ func (v *AnchorValidator) ValidateChain(chain *CertChain, h crypto.Hash) error {
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCertChain, err)
+	}
+	if err := CheckResponderLeaf(chain.Leaf()); err != nil {
+		return err
 	}
 	for _, path := range verified {
 		root := path[len(path)-1]
