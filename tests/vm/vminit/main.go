@@ -32,6 +32,9 @@ type scenario struct {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == secondShimCommand {
+		os.Exit(runSecondShim(os.Args[2]))
+	}
 	defer powerOff()
 	if err := setup(); err != nil {
 		say(vm.Result{Name: "setup", Error: err.Error()})

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"time"
@@ -237,13 +238,40 @@ func scenarioShim(ctx context.Context, e *env, r *vm.Result) error {
 	r.Fact("shim_timeout_ms", took.Milliseconds())
 	r.Step("a CMA request QEMU drops: the shim's timeout ends it after %v (%q), and CDAT reads again", took.Round(time.Millisecond), remote.Reason)
 
-	_, err = hostshim.New(shimConfig(e.bdf, "/run/cxl0-second.sock"), nil, log, nil)
-	if !errors.Is(err, hostshim.ErrClaimed) {
-		return fmt.Errorf("a second shim on %s = %v, want ErrClaimed", e.bdf, err)
+	// A second shim, in a process of its own, on the same device.
+	out, err := exec.CommandContext(ctx, "/proc/self/exe", secondShimCommand, e.bdf).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitClaimed {
+		return fmt.Errorf("a second shim process on %s: %v, want exit %d (claimed)\n%s", e.bdf, err, exitClaimed, out)
 	}
-	r.Fact("refusal_claimed", err.Error())
-	r.Step("a second shim refuses to start: %v", err)
+	refusal := strings.TrimSpace(string(out))
+	r.Fact("refusal_claimed", refusal)
+	r.Step("a second shim process refuses to start: %s", refusal)
 	return nil
+}
+
+// secondShimCommand as vminit's first argument makes it a second shim
+// (runSecondShim) instead of init.
+const secondShimCommand = "second-shim"
+
+// exitClaimed is the second shim's exit status when the claim is held.
+const exitClaimed = 3
+
+// runSecondShim tries to start a shim on bdf, prints the outcome and
+// returns the exit status: 0 started (and stopped), exitClaimed refused
+// for the claim, 1 any other failure.
+func runSecondShim(bdf string) int {
+	s, err := hostshim.New(shimConfig(bdf, "/run/cxl0-second.sock"), nil, nil, nil)
+	if err != nil {
+		fmt.Println(err)
+		if errors.Is(err, hostshim.ErrClaimed) {
+			return exitClaimed
+		}
+		return 1
+	}
+	s.Shutdown()
+	fmt.Println("started")
+	return 0
 }
 
 // scenarioFaults: QEMU's silent drops end in our timeout and abort, a
