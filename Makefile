@@ -4,6 +4,7 @@
 GO        ?= go
 BIN       := bin
 FUZZTIME  ?= 10s
+FUZZJOBS  ?= 1
 BENCHTIME ?= 1s
 PKGS      := ./...
 
@@ -48,23 +49,10 @@ bench:
 	    if ($$(i+1) == "keying/session" && $$1 ~ /IDEKeyingVsSession/) print "RATIO ide_keying_vs_session", $$i; \
 	  } }' out/bench.txt
 
-# Every fuzz target, one after the other, for FUZZTIME each. A target that
-# finds a failing input fails the run (the input is kept under testdata/fuzz
-# as a seed); Go's fuzzing engine sometimes ends a short run with "context
-# deadline exceeded" and no failing input, which is reported and skipped.
+# Every fuzz target for FUZZTIME each, FUZZJOBS at a time (see
+# tests/fuzz-all.sh): a failing input fails the run and is kept as a seed.
 fuzz:
-	@mkdir -p out; set -e; flaky=""; for pkg in $$($(GO) list $(PKGS)); do \
-	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
-	    echo "== $$pkg $$t"; \
-	    if ! $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=100x $$pkg > out/fuzz.log 2>&1; then \
-	      cat out/fuzz.log; \
-	      if grep -q 'Failing input written' out/fuzz.log || ! grep -q 'context deadline exceeded' out/fuzz.log; then exit 1; fi; \
-	      flaky="$$flaky $$t"; \
-	    fi; \
-	  done; \
-	done; \
-	if [ -n "$$flaky" ]; then echo "fuzzing engine timed out without a failing input in:$$flaky"; fi
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZJOBS=$(FUZZJOBS) ./tests/fuzz-all.sh
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
