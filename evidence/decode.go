@@ -167,6 +167,9 @@ func (r *Report) Validate() error {
 	default:
 		return decodeErr(ErrInvalid, "platform boot binding %q", r.Platform.BootBinding)
 	}
+	if r.Boot != nil && len(r.Boot.Evidence) > MaxDevices {
+		return decodeErr(ErrInvalid, "boot evidence of %d devices (at most %d)", len(r.Boot.Evidence), MaxDevices)
+	}
 	return nil
 }
 
@@ -220,7 +223,27 @@ func (r *Report) CheckEvidence() error {
 			return decodeErr(ErrEvidence, "device %d (%q): the parsed device is not the carried evidence", i, r.Devices[i].Label)
 		}
 	}
+	if r.Boot != nil {
+		if _, err := r.Boot.Devices(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// Devices decodes the boot evidence, strictly, each blob to a valid
+// Device.
+func (b *Boot) Devices() ([]Device, error) {
+	out := make([]Device, len(b.Evidence))
+	for i, blob := range b.Evidence {
+		if err := strictUnmarshal(blob, &out[i]); err != nil {
+			return nil, decodeErr(ErrEvidence, "boot device %d: %v", i, err)
+		}
+		if err := out[i].validate(); err != nil {
+			return nil, decodeErr(ErrEvidence, "boot device %d: %v", i, err)
+		}
+	}
+	return out, nil
 }
 
 // NewReport assembles a report from devices: it fills Evidence with each

@@ -18,7 +18,8 @@
 //     UserData(Report.Nonce, Report.Evidence), see UserData.
 //  3. Boot binding: the guest extends a runtime register with
 //     EvidenceDigest(evidence bytes) of each device and records the outcome
-//     in Platform.BootBinding.
+//     in Platform.BootBinding. A later report carries those boot-time
+//     bytes in Report.Boot.
 package evidence
 
 import (
@@ -65,6 +66,12 @@ type Report struct {
 	// PolicyDigest is the digest of the guest's own policy (trust anchors,
 	// reference values), when the guest enforced one.
 	PolicyDigest []byte `json:"policy_digest,omitempty"`
+	// Boot, in a report taken after boot (the guest daemon's on demand),
+	// is what the guest bound into the runtime register at boot: the
+	// event log's digests are of Boot's bytes, not of this report's
+	// fresh evidence. Absent when the report's own evidence is what was
+	// bound.
+	Boot *Boot `json:"boot,omitempty"`
 	// Created is when the report was assembled (UTC).
 	Created time.Time `json:"created"`
 }
@@ -204,6 +211,13 @@ type Platform struct {
 	BootBinding string `json:"boot_binding"`
 	// Error is why the platform report or the boot binding failed.
 	Error string `json:"error,omitempty"`
+}
+
+// Boot is the boot-time policy digest and device evidence bytes, exactly
+// as they were extended into the runtime register (see Report.Boot).
+type Boot struct {
+	PolicyDigest []byte   `json:"policy_digest,omitempty"`
+	Evidence     [][]byte `json:"evidence"`
 }
 
 // DeviceEvent is one thing that happened to a device between reports.

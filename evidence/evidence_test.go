@@ -211,3 +211,36 @@ func TestFuzzSeedsPresent(t *testing.T) {
 		}
 	}
 }
+
+// TestBootSection: a report's boot section round-trips, and its evidence
+// must decode strictly to valid devices.
+func TestBootSection(t *testing.T) {
+	r := sampleReport(t)
+	r.Boot = &Boot{PolicyDigest: r.PolicyDigest, Evidence: r.Evidence}
+	b, err := Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Unmarshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := got.Boot.Devices()
+	if err != nil || len(devs) != len(r.Devices) || devs[0].Label != r.Devices[0].Label {
+		t.Fatalf("boot devices %+v, %v", devs, err)
+	}
+	for name, bad := range map[string][]byte{
+		"not JSON":      []byte("{"),
+		"unknown field": []byte(`{"label":"a","status":"ok","color":"red"}`),
+		"invalid":       []byte(`{"label":"a","status":"ok"}`),
+	} {
+		r.Boot = &Boot{Evidence: [][]byte{bad}}
+		b, err := Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Unmarshal(b); !errors.Is(err, ErrEvidence) || !strings.Contains(err.Error(), "boot device 0") {
+			t.Errorf("%s: Unmarshal = %v, want ErrEvidence naming boot device 0", name, err)
+		}
+	}
+}

@@ -3,10 +3,15 @@ package guest
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest/platform"
+	"github.com/devattest/devattest/policy"
 )
 
 // platformCase is one fake platform with the offline check a verifier runs
@@ -191,4 +196,87 @@ func replay(kind platform.Kind, reg uint32, digests [][]byte) []byte {
 		log[i] = platform.Event{Register: reg, Digest: d}
 	}
 	return platform.ReplayEventLog(kind, log, reg)
+}
+
+// TestServiceReportBootBinding: a report the daemon takes after boot, on a
+// platform with a runtime register, carries the boot evidence the
+// register holds; the event log replays against it, and the verifier's
+// boot-binding check passes. Without the boot section it cannot.
+func TestServiceReportBootBinding(t *testing.T) {
+	for _, pc := range platformCases(t) {
+		if pc.kind == platform.KindSNP {
+			continue
+		}
+		t.Run(pc.name, func(t *testing.T) {
+			cfg, devs := twoDevices(t, false)
+			cfg.Platform = pc.name
+			cfg.RemeasureInterval = time.Hour
+			att := pc.open(t)
+			svc, err := NewService(cfg, ServiceOptions{Attester: att})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer svc.Close()
+			boot, err := svc.Start(ctxT(t), []byte("boot nonce"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if boot.Boot != nil {
+				t.Error("the boot report carries a boot section: its own evidence is what was bound")
+			}
+			nonce := []byte("owner nonce, later 0123")
+			rep, err := svc.Report(ctxT(t), nonce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := evidence.Marshal(rep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := evidence.Unmarshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Boot == nil || !slices.EqualFunc(got.Boot.Evidence, boot.Evidence, bytes.Equal) || !bytes.Equal(got.Boot.PolicyDigest, boot.PolicyDigest) {
+				t.Fatalf("the later report's boot section is not the boot evidence: %+v", got.Boot)
+			}
+			var pr platform.Report
+			if err := pr.UnmarshalBinary(got.Platform.Report); err != nil {
+				t.Fatal(err)
+			}
+			reg, err := pc.verify(&pr, evidence.UserData(got.Nonce, got.Evidence))
+			if err != nil {
+				t.Fatalf("platform verification: %v", err)
+			}
+			if r := replay(pc.kind, pc.register, wantBootLog(got.Boot.PolicyDigest, got.Boot.Evidence)); !bytes.Equal(r, reg) {
+				t.Fatalf("register %x, replay of the boot evidence %x", reg, r)
+			}
+
+			pol := fmt.Sprintf("devices:\n  - default: true\n    trust_anchors: [%s, %s]\nplatform: %s\n",
+				devs[0].anchor, devs[1].anchor, map[platform.Kind]string{
+					platform.KindTDX: "{kind: tdx, tdx: {mrtd: [" + strings.Repeat("00", 48) + "]}}",
+					platform.KindTPM: "{kind: tpm, tpm: {ak_public: [00]}}",
+				}[pc.kind])
+			p, err := policy.Parse([]byte(pol), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bootCheck := func(rep *evidence.Report) policy.Result {
+				for _, r := range p.Verify(rep, nonce, nil).Results {
+					if r.Check == policy.CheckBootBinding {
+						return r
+					}
+				}
+				t.Fatal("no boot binding result")
+				return policy.Result{}
+			}
+			if r := bootCheck(got); !r.OK {
+				t.Fatalf("boot binding of the later report: %s", r.Reason)
+			}
+			got.Boot = nil
+			if r := bootCheck(got); r.OK {
+				t.Fatal("the later report's boot binding passes against its own fresh evidence")
+			}
+		})
+	}
 }

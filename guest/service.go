@@ -118,8 +118,12 @@ type Service struct {
 	started     bool
 	closed      bool
 	bootBinding string
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
+	// boot is what the runtime register holds (the boot attestation's
+	// policy digest and evidence) when bootBinding is extended; later
+	// reports carry it so a verifier can replay the event log.
+	boot   *evidence.Boot
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // device is one device's connection and state.
@@ -222,6 +226,9 @@ func (s *Service) Start(ctx context.Context, ownerNonce []byte) (*evidence.Repor
 			rep.Platform.Error = err.Error()
 			failures = append(failures, fmt.Errorf("%w: boot binding: %w", ErrPlatform, err))
 		}
+		if bb == evidence.BootBindingExtended {
+			rep.Boot = bootOf(boot)
+		}
 	} else if err := bootBinding(ctx, s.att, rep); err != nil {
 		rep.Platform.BootBinding = evidence.BootBindingFailed
 		rep.Platform.Error = err.Error()
@@ -230,6 +237,12 @@ func (s *Service) Start(ctx context.Context, ownerNonce []byte) (*evidence.Repor
 	s.platMu.Unlock()
 	s.mu.Lock()
 	s.bootBinding = rep.Platform.BootBinding
+	if s.bootBinding == evidence.BootBindingExtended {
+		s.boot = rep.Boot
+		if s.boot == nil {
+			s.boot = bootOf(rep)
+		}
+	}
 	s.mu.Unlock()
 	if err := s.platformReport(ctx, rep); err != nil {
 		failures = append(failures, err)
@@ -240,6 +253,16 @@ func (s *Service) Start(ctx context.Context, ownerNonce []byte) (*evidence.Repor
 		s.wg.Go(func() { s.loop(lctx, d) })
 	}
 	return rep, errors.Join(failures...)
+}
+
+// bootOf is what rep bound into the runtime register: its boot section if
+// it carries one (it was itself taken after boot), else its own policy
+// digest and evidence.
+func bootOf(rep *evidence.Report) *evidence.Boot {
+	if rep.Boot != nil {
+		return rep.Boot
+	}
+	return &evidence.Boot{PolicyDigest: rep.PolicyDigest, Evidence: rep.Evidence}
 }
 
 // Close stops the loops, ends every session and closes the attester if
@@ -275,8 +298,9 @@ func (s *Service) Close() error {
 // ownerNonce (MinReportNonce to MaxReportNonce bytes) and takes a platform
 // report over evidence.UserData. A device that fails is recorded as
 // failed in the report; the error is non-nil only for a bad nonce or a
-// platform failure. Platform.BootBinding is the boot-time outcome (the
-// runtime register holds the boot evidence, not this report's).
+// platform failure. Platform.BootBinding is the boot-time outcome, and
+// Boot carries the boot evidence the runtime register holds (not this
+// report's), so that a verifier replays the event log against it.
 func (s *Service) Report(ctx context.Context, ownerNonce []byte) (*evidence.Report, error) {
 	if len(ownerNonce) < MinReportNonce || len(ownerNonce) > MaxReportNonce {
 		return nil, ErrReportNonce
@@ -297,12 +321,13 @@ func (s *Service) Report(ctx context.Context, ownerNonce []byte) (*evidence.Repo
 	}
 	rep.PolicyDigest = PolicyDigest(s.cfg)
 	s.mu.Lock()
-	bb := s.bootBinding
+	bb, boot := s.bootBinding, s.boot
 	s.mu.Unlock()
 	if bb == "" {
 		bb = evidence.BootBindingNone
 	}
 	rep.Platform = evidence.Platform{Kind: string(s.att.Kind()), BootBinding: bb}
+	rep.Boot = boot
 	if err := s.platformReport(ctx, rep); err != nil {
 		return rep, err
 	}

@@ -135,15 +135,53 @@ func checkFormat(rep *evidence.Report) error {
 
 // BootLog is the event log digests the boot binding must show for rep:
 // EvidenceDigest(policy digest), then EvidenceDigest of each device's
-// carried evidence bytes, in order.
+// evidence bytes, in order; those of rep.Boot when the report carries the
+// boot evidence (a report taken after boot), else its own.
 func BootLog(rep *evidence.Report) [][]byte {
-	pd := evidence.EvidenceDigest(rep.PolicyDigest)
+	policyDigest, ev := rep.PolicyDigest, rep.Evidence
+	if rep.Boot != nil {
+		policyDigest, ev = rep.Boot.PolicyDigest, rep.Boot.Evidence
+	}
+	pd := evidence.EvidenceDigest(policyDigest)
 	out := [][]byte{pd[:]}
-	for _, b := range rep.Evidence {
+	for _, b := range ev {
 		d := evidence.EvidenceDigest(b)
 		out = append(out, d[:])
 	}
 	return out
+}
+
+// checkSameAsBoot checks a report taken after boot against the boot
+// evidence it carries: the same guest policy, the same devices in the same
+// order, and each device that passes now presenting the certificate chain
+// it passed with at boot. The register vouches for the boot evidence
+// only; this carries that to the devices the report shows now.
+func checkSameAsBoot(rep *evidence.Report) error {
+	b := rep.Boot
+	if !bytes.Equal(b.PolicyDigest, rep.PolicyDigest) {
+		return fmt.Errorf("the guest policy digest is %x now and was %x at boot", rep.PolicyDigest, b.PolicyDigest)
+	}
+	boot, err := b.Devices()
+	if err != nil {
+		return err
+	}
+	if len(boot) != len(rep.Devices) {
+		return fmt.Errorf("%d devices at boot, %d now", len(boot), len(rep.Devices))
+	}
+	for i, d := range rep.Devices {
+		bd := boot[i]
+		switch {
+		case bd.Label != d.Label:
+			return fmt.Errorf("device %d is %q now and was %q at boot", i, d.Label, bd.Label)
+		case !d.OK():
+			// A failed device is judged by its own checks.
+		case !bd.OK():
+			return fmt.Errorf("device %q passes now but failed at boot (%s), so the boot binding does not vouch for it", d.Label, bd.FailedStep)
+		case !bytes.Equal(bd.CertChain, d.CertChain):
+			return fmt.Errorf("device %q presents another certificate chain than at boot", d.Label)
+		}
+	}
+	return nil
 }
 
 func (p *Policy) checkBootBinding(rep *evidence.Report) error {
@@ -160,6 +198,11 @@ func (p *Policy) checkBootBinding(rep *evidence.Report) error {
 	case evidence.BootBindingExtended:
 	default:
 		return fmt.Errorf("boot binding %q", pl.BootBinding)
+	}
+	if rep.Boot != nil {
+		if err := checkSameAsBoot(rep); err != nil {
+			return err
+		}
 	}
 	want := BootLog(rep)
 	if len(pl.EventLog) != len(want) {

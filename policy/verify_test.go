@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,31 @@ func testReport(t *testing.T, a attested, kind string) *evidence.Report {
 		}
 	}
 	return rep
+}
+
+// withBoot turns rep into a report taken after boot: its boot section is
+// its own evidence with change applied to each device, and the event log
+// is that boot section's.
+func withBoot(t *testing.T, rep *evidence.Report, change func(*evidence.Device)) {
+	t.Helper()
+	rep.Boot = &evidence.Boot{PolicyDigest: bytes.Clone(rep.PolicyDigest)}
+	for _, d := range rep.Devices {
+		change(&d)
+		b, err := evidence.DeviceEvidenceBytes(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep.Boot.Evidence = append(rep.Boot.Evidence, b)
+	}
+	relog(rep)
+}
+
+// relog rewrites rep's event log from policy.BootLog.
+func relog(rep *evidence.Report) {
+	rep.Platform.EventLog = nil
+	for _, d := range policy.BootLog(rep) {
+		rep.Platform.EventLog = append(rep.Platform.EventLog, evidence.Event{Register: 3, Digest: d})
+	}
 }
 
 func platformPolicy(t *testing.T, a attested, platformYAML string) *policy.Policy {
@@ -126,6 +152,29 @@ func TestVerify(t *testing.T) {
 		{name: "guest policy digest", platform: "guest_policy_digest: abcd\n" + snpYAML, kind: "snp",
 			fails: []string{policy.CheckGuestPolicy}},
 		{name: "guest policy digest matches", platform: "guest_policy_digest: " + "677565737420706f6c69637920646967657374" + "\n" + snpYAML, kind: "snp"},
+		{name: "later report with its boot section", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
+			withBoot(t, r, func(*evidence.Device) {})
+		}},
+		{name: "boot section of another chain", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
+			withBoot(t, r, func(d *evidence.Device) { d.CertChain = append([]byte(nil), d.CertChain[:len(d.CertChain)-1]...) })
+		}, fails: []string{policy.CheckBootBinding}},
+		{name: "boot section of a failed device", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
+			withBoot(t, r, func(d *evidence.Device) {
+				d.Status, d.FailedStep, d.Error, d.Measurements = evidence.StatusFailed, "GET_MEASUREMENTS", "timeout", nil
+			})
+		}, fails: []string{policy.CheckBootBinding}},
+		{name: "boot section of another label", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
+			withBoot(t, r, func(d *evidence.Device) { d.Label = "elsewhere" })
+		}, fails: []string{policy.CheckBootBinding}},
+		{name: "boot section of another guest policy", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
+			withBoot(t, r, func(*evidence.Device) {})
+			r.Boot.PolicyDigest = []byte("another")
+			relog(r)
+		}, fails: []string{policy.CheckBootBinding}},
+		{name: "boot section the log does not show", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
+			withBoot(t, r, func(*evidence.Device) {})
+			r.Boot.Evidence[0] = append(bytes.Clone(r.Boot.Evidence[0][:len(r.Boot.Evidence[0])-1]), ' ', '}')
+		}, fails: []string{policy.CheckBootBinding}},
 		{name: "device missing", platform: snpYAML, kind: "snp", mut: func(r *evidence.Report, _ *[]byte) {
 			r.Devices, r.Evidence = []evidence.Device{}, [][]byte{}
 		}, fails: []string{policy.CheckDevicePresent}},

@@ -69,6 +69,16 @@ func inspect(w io.Writer, rep *evidence.Report) {
 	for i, e := range rep.Platform.EventLog {
 		fmt.Fprintf(w, "  event %d: register %d  %x  %s\n", i, e.Register, e.Digest, e.Description)
 	}
+	if b := rep.Boot; b != nil {
+		fmt.Fprintf(w, "  boot evidence        the events are of the boot attestation's evidence, carried in the report:\n")
+		devs, err := b.Devices()
+		if err != nil {
+			fmt.Fprintf(w, "    does not decode: %v\n", err)
+		}
+		for _, d := range devs {
+			fmt.Fprintf(w, "    %-20s %s\n", d.Label, d.Status)
+		}
+	}
 	for _, d := range rep.Devices {
 		fmt.Fprintf(w, "\ndevice %q: %s\n", d.Label, d.Status)
 		if !d.OK() {

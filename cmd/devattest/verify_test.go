@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -409,5 +410,66 @@ func TestPolicyInitDevicesOnly(t *testing.T) {
 	}
 	if _, err := policy.Parse(b, filepath.Dir(out)); err == nil {
 		t.Error("a devices-only policy parses as a whole policy")
+	}
+}
+
+// TestVerifyDaemonReport: a report the guest daemon takes after boot on a
+// vTPM (a runtime register) verifies with devattest verify, its boot
+// binding replayed against the boot evidence it carries; the same report
+// without that boot section fails the boot binding.
+func TestVerifyDaemonReport(t *testing.T) {
+	att, err := platform.NewFakeTPM(platform.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { att.Close() })
+	dir := t.TempDir()
+	cfg := &guest.Config{Platform: "fake-tpm", RemeasureInterval: time.Hour}
+	for _, l := range []string{"0000:01:00.1", "0000:02:00.1"} {
+		addr, root := startVF(t, dir, l[5:7])
+		cfg.Devices = append(cfg.Devices, guest.DeviceConfig{Label: l, Shim: addr, Anchors: []*x509.Certificate{root}})
+	}
+	svc, err := guest.NewService(cfg, guest.ServiceOptions{Attester: att, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := svc.Start(ctx, []byte("boot")); err != nil {
+		t.Fatal(err)
+	}
+	nonce := []byte("the owner's later nonce")
+	rep, err := svc.Report(ctx, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, r *evidence.Report) string {
+		b, err := evidence.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return writeFile(t, filepath.Join(dir, name), b)
+	}
+	report := write("daemon-report.json", rep)
+	pol := filepath.Join(dir, "policy", "policy.yaml")
+	if err := os.Mkdir(filepath.Dir(pol), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCmd("policy", "init", "--from", report, "--out", pol); code != 0 {
+		t.Fatalf("policy init: %d\n%s%s", code, out, errOut)
+	}
+	nonceHex := hex.EncodeToString(nonce)
+	if code, out, errOut := runCmd("verify", report, "--policy", pol, "--nonce", nonceHex); code != 0 {
+		t.Fatalf("verify of the daemon's report: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := runCmd("inspect", report); code != 0 || !strings.Contains(out, "boot evidence") {
+		t.Errorf("inspect does not show the boot section: %d\n%s", code, out)
+	}
+	rep.Boot = nil
+	code, out, _ := runCmd("verify", write("no-boot.json", rep), "--policy", pol, "--nonce", nonceHex, "--json")
+	var v policy.Verdict
+	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || failed(v.Results)[policy.CheckBootBinding] == "" {
+		t.Fatalf("verify without the boot section: %d %v\n%s", code, err, out)
 	}
 }
