@@ -111,7 +111,7 @@ func TestQEMUCXLDOE(t *testing.T) {
 	if r, _ := s2["refusal_bound"].(string); !strings.Contains(r, `"cxl_pci"`) {
 		t.Errorf("the shim's refusal %q does not name cxl_pci", r)
 	}
-	if r, _ := s2["refusal_claimed"].(string); !strings.Contains(r, "claimed") || !strings.Contains(r, "pid 1 ") {
+	if r, _ := s2["refusal_claimed"].(string); !strings.Contains(r, "claimed") || !strings.Contains(r, "/bin/devattest-shim --config") {
 		t.Errorf("the second shim's refusal %q does not say who holds the claim", r)
 	}
 	if ms, _ := s2["shim_timeout_ms"].(float64); ms < 500 {
@@ -145,9 +145,10 @@ func findKernel(dir string) (vmlinuz string, modules map[string]string, err erro
 	return k[0], modules, nil
 }
 
-// buildInitramfs builds vminit statically for x86-64 Linux and packs it as
-// /init with the modules under /modules and a /dev/console node (the
-// kernel opens it for init's output before devtmpfs is mounted).
+// buildInitramfs builds vminit and devattest-shim statically for x86-64
+// Linux and packs them as /init and /bin/devattest-shim, with the modules
+// under /modules and a /dev/console node (the kernel opens it for init's
+// output before devtmpfs is mounted).
 func buildInitramfs(t *testing.T, dir, out string, modules map[string]string) error {
 	initBin := filepath.Join(dir, "init")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -157,7 +158,17 @@ func buildInitramfs(t *testing.T, dir, out string, modules map[string]string) er
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building vminit: %v\n%s", err, b)
 	}
+	shimBin := filepath.Join(dir, "devattest-shim")
+	cmd = exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", shimBin, "../../cmd/devattest-shim")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building devattest-shim: %v\n%s", err, b)
+	}
 	initData, err := os.ReadFile(initBin)
+	if err != nil {
+		return err
+	}
+	shimData, err := os.ReadFile(shimBin)
 	if err != nil {
 		return err
 	}
@@ -169,6 +180,8 @@ func buildInitramfs(t *testing.T, dir, out string, modules map[string]string) er
 		{name: "run", mode: modeDir | 0o755},
 		{name: "modules", mode: modeDir | 0o755},
 		{name: "init", mode: modeFile | 0o755, data: initData},
+		{name: "bin", mode: modeDir | 0o755},
+		{name: "bin/devattest-shim", mode: modeFile | 0o755, data: shimData},
 	}
 	for _, m := range cxlModules {
 		b, err := os.ReadFile(modules[m])

@@ -32,9 +32,6 @@ type scenario struct {
 }
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == secondShimCommand {
-		os.Exit(runSecondShim(os.Args[2]))
-	}
 	defer powerOff()
 	if err := setup(); err != nil {
 		say(vm.Result{Name: "setup", Error: err.Error()})
@@ -43,7 +40,7 @@ func main() {
 	e := &env{}
 	scenarios := []scenario{
 		{"no driver bound: capability walk, discovery, CDAT against the kernel's copy", scenarioRawDriver},
-		{"shim mediation: cxl_pci bound, unbound, second shim", scenarioShim},
+		{"devattest-shim: cxl_pci bound, unbound, serving, second shim, SIGTERM", scenarioShim},
 		{"faults on QEMU's model: dropped request, read past the end", scenarioFaults},
 		{"mailbox left idle: cxl_pci rebinds and reads CDAT again", scenarioRebind},
 	}

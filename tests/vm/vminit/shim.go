@@ -7,59 +7,77 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/devattest/devattest/doe"
-	"github.com/devattest/devattest/hostshim"
 	"github.com/devattest/devattest/tests/vm"
 )
+
+// shimBinary is the host operator's daemon, cmd/devattest-shim, which
+// the test packs into the initramfs.
+const shimBinary = "/bin/devattest-shim"
 
 // shimExchangeTimeout is the shim's bound on one device exchange here.
 const shimExchangeTimeout = 500 * time.Millisecond
 
-// shimConfig is a one-listener shim configuration serving bdf's mailbox
-// on a unix socket: discovery, CDAT, and CMA, which QEMU's CXL device does
+// writeShimConfig writes a one-listener configuration serving bdf's
+// mailbox on sock: discovery, CDAT, and CMA, which QEMU's CXL device does
 // not offer (so a CMA request shows the shim's handling of a device that
 // never answers).
-func shimConfig(bdf, sock string) *hostshim.Config {
-	return &hostshim.Config{
-		RunDir:  "/run/devattest",
-		Metrics: hostshim.MetricsConfig{Listen: hostshim.MetricsDisabled},
-		Listeners: []hostshim.ListenerConfig{{
-			Name:            "cxl0",
-			VF:              hostshim.VFConfig{Backend: hostshim.BackendSysfs, BDF: bdf},
-			Listen:          hostshim.ListenConfig{Unix: &hostshim.UnixListen{Path: sock}},
-			AllowedTypes:    []string{"discovery", "1e98:02", "cma"},
-			ExchangeTimeout: hostshim.Duration{D: shimExchangeTimeout},
-		}},
-	}
+func writeShimConfig(path, bdf, sock string) error {
+	y := fmt.Sprintf(`run_dir: /run/devattest
+metrics: {listen: none}
+listeners:
+  - name: cxl0
+    vf: {backend: sysfs, bdf: %q}
+    listen: {unix: {path: %s}}
+    allowed_types: [discovery, "1e98:02", cma]
+    exchange_timeout: %s
+`, bdf, sock, shimExchangeTimeout)
+	return os.WriteFile(path, []byte(y), 0o600)
 }
 
-// scenarioShim: the shim refuses a device cxl_pci holds and names the
-// driver; once unbound, it serves discovery and CDAT to a client through
-// its socket, refuses what is not allowed, survives a request the device
-// drops; a second shim on the same device refuses to start.
+// runShimToExit runs the shim with cfg, expecting it to refuse to start;
+// it returns the exit status and what it printed.
+func runShimToExit(ctx context.Context, cfg string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, shimBinary, "--config", cfg).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out), errors.New("the shim ran and exited 0")
+	case errors.As(err, &exit):
+		return exit.ExitCode(), strings.TrimSpace(string(out)), nil
+	}
+	return -1, string(out), err
+}
+
+// scenarioShim: devattest-shim refuses a device cxl_pci holds and names
+// the driver; once unbound, it serves discovery and CDAT to a client
+// through its socket, refuses what is not allowed, survives a request the
+// device drops, and logs each exchange; a second shim on the same device
+// refuses to start and names the holder; SIGTERM stops the first cleanly.
 func scenarioShim(ctx context.Context, e *env, r *vm.Result) error {
 	if e.bdf == "" {
 		return errors.New("no device (scenario 1 failed)")
 	}
-	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	const sock = "/run/cxl0.sock"
-	s, err := hostshim.New(shimConfig(e.bdf, sock), nil, log, nil)
-	if err == nil {
-		s.Shutdown()
-		return errors.New("the shim started on a device cxl_pci is bound to")
+	const cfg, sock = "/run/shim.yaml", "/run/cxl0.sock"
+	if err := writeShimConfig(cfg, e.bdf, sock); err != nil {
+		return err
 	}
-	if !errors.Is(err, hostshim.ErrDriverBound) || !strings.Contains(err.Error(), `"cxl_pci"`) {
-		return fmt.Errorf("the shim's refusal %q does not name cxl_pci as the holder", err)
+	code, out, err := runShimToExit(ctx, cfg)
+	if err != nil || code != 1 || !strings.Contains(out, `"cxl_pci"`) {
+		return fmt.Errorf("devattest-shim on a device cxl_pci holds: exit %d, %v, want exit 1 naming cxl_pci:\n%s", code, err, out)
 	}
-	r.Fact("refusal_bound", err.Error())
-	r.Step("with cxl_pci bound the shim refuses: %v", err)
+	r.Fact("refusal_bound", out)
+	r.Step("with cxl_pci bound devattest-shim exits %d: %s", code, out)
 
 	if err := writeSysfs(cxlPCIDrv+"/unbind", e.bdf); err != nil {
 		return err
@@ -72,18 +90,40 @@ func scenarioShim(ctx context.Context, e *env, r *vm.Result) error {
 	}
 	r.Step("unbound cxl_pci; %s is gone", e.endpoint)
 
-	s, err = hostshim.New(shimConfig(e.bdf, sock), nil, log, nil)
-	if err != nil {
-		return fmt.Errorf("the shim does not start on the unbound device: %w", err)
+	var audit syncBuffer
+	shim := exec.Command(shimBinary, "--config", cfg)
+	shim.Stdout, shim.Stderr = &audit, &audit
+	if err := shim.Start(); err != nil {
+		return err
 	}
-	defer s.Shutdown()
-	r.Step("the shim serves %s on unix:%s", e.bdf, sock)
+	exited := make(chan error, 1)
+	go func() { exited <- shim.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = shim.Process.Kill()
+			<-exited
+		}
+	}()
+	if err := poll(ctx, "the shim's socket", func() (bool, error) {
+		select {
+		case err := <-exited:
+			stopped = true
+			return false, fmt.Errorf("devattest-shim exited: %v\n%s", err, audit.String())
+		default:
+		}
+		_, err := os.Stat(sock)
+		return err == nil, nil
+	}); err != nil {
+		return err
+	}
+	r.Step("devattest-shim (pid %d) serves %s on unix:%s", shim.Process.Pid, e.bdf, sock)
 
 	c, err := doe.Dial(ctx, "unix:"+sock)
 	if err != nil {
 		return err
 	}
-	defer c.Release()
+	defer c.Release() // a second Release does nothing
 	protos, err := doe.Discover(ctx, c, 0)
 	if err != nil {
 		return fmt.Errorf("discovery through the shim: %w", err)
@@ -128,38 +168,61 @@ func scenarioShim(ctx context.Context, e *env, r *vm.Result) error {
 	r.Fact("shim_timeout_ms", took.Milliseconds())
 	r.Step("a CMA request QEMU drops: the shim's timeout ends it after %v (%q), and CDAT reads again", took.Round(time.Millisecond), remote.Reason)
 
-	// A second shim, in a process of its own, on the same device.
-	out, err := exec.CommandContext(ctx, "/proc/self/exe", secondShimCommand, e.bdf).CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != exitClaimed {
-		return fmt.Errorf("a second shim process on %s: %v, want exit %d (claimed)\n%s", e.bdf, err, exitClaimed, out)
+	c.Release() // before the second shim: the first holds the mailbox while connected
+
+	// A second shim on the same device, same configuration but another
+	// socket.
+	const cfg2 = "/run/shim-second.yaml"
+	if err := writeShimConfig(cfg2, e.bdf, "/run/cxl0-second.sock"); err != nil {
+		return err
 	}
-	refusal := strings.TrimSpace(string(out))
-	r.Fact("refusal_claimed", refusal)
-	r.Step("a second shim process refuses to start: %s", refusal)
+	code, out, err = runShimToExit(ctx, cfg2)
+	holder := fmt.Sprintf("pid %d %s --config %s", shim.Process.Pid, shimBinary, cfg)
+	if err != nil || code != 1 || !strings.Contains(out, "claimed") || !strings.Contains(out, holder) {
+		return fmt.Errorf("a second devattest-shim: exit %d, %v, want exit 1 naming the holder %q:\n%s", code, err, holder, out)
+	}
+	r.Fact("refusal_claimed", out)
+	r.Step("a second devattest-shim exits %d: %s", code, out)
+
+	// SIGTERM: the first stops cleanly, and its audit log shows the
+	// exchanges, without payloads.
+	if err := shim.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			return fmt.Errorf("devattest-shim after SIGTERM: %v\n%s", err, audit.String())
+		}
+	case <-time.After(15 * time.Second):
+		return errors.New("devattest-shim did not stop within 15 s of SIGTERM")
+	}
+	log := audit.String()
+	for _, want := range []string{`"msg":"exchange"`, `"vendor":7832`, `"result":"not_allowed"`, `"result":"timeout"`} {
+		if !strings.Contains(log, want) {
+			return fmt.Errorf("the shim's audit log lacks %s:\n%s", want, log)
+		}
+	}
+	r.Fact("audit_lines", strings.Count(log, "\n"))
+	r.Step("SIGTERM stops devattest-shim (exit 0); its audit log has %d lines: CDAT exchanges, the refusal, the timeout", strings.Count(log, "\n"))
 	return nil
 }
 
-// secondShimCommand as vminit's first argument makes it a second shim
-// (runSecondShim) instead of init.
-const secondShimCommand = "second-shim"
+// syncBuffer is a bytes.Buffer safe for the shim's two output streams.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
 
-// exitClaimed is the second shim's exit status when the claim is held.
-const exitClaimed = 3
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
 
-// runSecondShim tries to start a shim on bdf, prints the outcome and
-// returns the exit status: 0 started (and stopped), exitClaimed refused
-// for the claim, 1 any other failure.
-func runSecondShim(bdf string) int {
-	s, err := hostshim.New(shimConfig(bdf, "/run/cxl0-second.sock"), nil, nil, nil)
-	if err != nil {
-		fmt.Println(err)
-		if errors.Is(err, hostshim.ErrClaimed) {
-			return exitClaimed
-		}
-		return 1
-	}
-	s.Shutdown()
-	fmt.Println("started")
-	return 0
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
