@@ -216,6 +216,16 @@ type rspConn struct {
 	authenticated bool // a CHALLENGE_AUTH went out on this connection
 
 	chunk *rspChunk // a large response waiting for CHUNK_GET
+	// via is where the request being answered came from: in the clear
+	// (zero) or inside a session. A large response belongs to its
+	// channel; CHUNK_GET from another gets none of it.
+	via channel
+}
+
+// channel is how a request reached the responder.
+type channel struct {
+	secured bool
+	session uint32
 }
 
 // rspChunk is a large response being sent with CHUNK_GET (DSP0274 §10.24).
@@ -224,6 +234,7 @@ type rspChunk struct {
 	msg    []byte
 	seq    uint16
 	sent   int
+	via    channel // where the request it answers came from
 }
 
 // reply is a handler's answer: the response bytes and what to commit if
@@ -427,6 +438,7 @@ func (r *Responder) Respond(ctx context.Context, req []byte) (resp []byte) {
 }
 
 func (r *Responder) dispatch(ctx context.Context, req []byte) []byte {
+	r.st.via = channel{}
 	h, err := PeekHeader(req)
 	if err != nil {
 		return r.errMsg(ErrCodeInvalidRequest, 0)
@@ -540,7 +552,7 @@ func (r *Responder) deliver(rp reply) []byte {
 		}
 		rp.commit()
 		r.nextHandle++
-		st.chunk = &rspChunk{handle: r.nextHandle, msg: rp.msg}
+		st.chunk = &rspChunk{handle: r.nextHandle, msg: rp.msg, via: st.via}
 		return rspError(st.version, ErrCodeLargeResponse, 0, []byte{r.nextHandle})
 	}
 	rp.commit()
@@ -583,6 +595,10 @@ func (r *Responder) chunkGetResponse(req []byte, h Header) []byte {
 	c := st.chunk
 	switch {
 	case c == nil:
+		return r.errMsg(ErrCodeUnexpectedRequest, 0)
+	case c.via != st.via:
+		// The large response answers a request of another channel (in the
+		// clear, or another session): it is not this channel's to read.
 		return r.errMsg(ErrCodeUnexpectedRequest, 0)
 	case g.Handle != c.handle || g.Seq != c.seq:
 		return r.errMsg(ErrCodeInvalidRequest, 0)

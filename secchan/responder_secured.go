@@ -105,6 +105,7 @@ func (r *Responder) RespondSecured(ctx context.Context, rec []byte) (out []byte,
 
 // dispatchSecured answers one request received inside session rs.
 func (r *Responder) dispatchSecured(ctx context.Context, rs *rspSession, req []byte) secReply {
+	r.st.via = channel{secured: true, session: rs.id}
 	h, err := PeekHeader(req)
 	if err != nil {
 		return secReply{reply: r.fail(ErrCodeInvalidRequest, 0)}

@@ -706,3 +706,30 @@ func FuzzResponderSecuredRequest(f *testing.F) {
 		c.heartbeat(ss)
 	})
 }
+
+// TestResponderChunkStaysInItsChannel: a large response to a request made
+// inside a session is read with CHUNK_GET in that session only; a
+// CHUNK_GET in the clear or in another session gets none of it, and the
+// transfer stays open for its own session.
+func TestResponderChunkStaysInItsChannel(t *testing.T) {
+	r, _ := newSTResponder(t, nil)
+	c := stNewConn(t, r, V12, AsymECDSAP384, HashSHA384, DHESECP384R1, AEADAES256GCM)
+	c.caps |= CapChunk
+	c.dts, c.max = MinDataTransferSize, 1<<16
+	c.vca()
+	c.chain = c.certificate(4096)
+	a, b := c.open(0x0001), c.open(0x0002)
+
+	e, ok := rtErr(c.sec(a.s, (&GetMeasurements{Version: V12, Operation: MeasOpAll}).Marshal()))
+	if !ok || e.Code != ErrCodeLargeResponse || len(e.Ext) != 1 {
+		t.Fatalf("GET_MEASUREMENTS in session a: want ERROR(LargeResponse), got %+v", e)
+	}
+	get := (&ChunkGet{Version: V12, Handle: e.Ext[0]}).Marshal()
+	rtWantError(t, r.Respond(context.Background(), get), ErrCodeUnexpectedRequest, 0)
+	rtWantError(t, c.sec(b.s, get), ErrCodeUnexpectedRequest, 0)
+	resp := c.sec(a.s, get)
+	var m ChunkResponse
+	if _, err := m.Decode(resp); err != nil || m.Handle != e.Ext[0] || m.Seq != 0 || m.LargeMessageSize == 0 {
+		t.Fatalf("CHUNK_GET in session a: %+v %v (% x)", m, err, resp)
+	}
+}
