@@ -234,21 +234,25 @@ func (q *Requester) exchange(ctx context.Context, req []byte, crypto bool) ([]by
 			if len(e.Ext) != 1 {
 				return nil, decodeErr("ERROR", "ExtendedErrorData", "LargeResponse without a handle")
 			}
-			return q.chunkGet(ctx, h.Version, e.Ext[0])
+			return q.chunkGet(ctx, h.Version, e.Ext[0], func(ctx context.Context, req []byte) ([]byte, error) {
+				cctx, cancel := context.WithTimeout(ctx, q.timeout(false))
+				defer cancel()
+				return q.t.Exchange(cctx, req)
+			})
 		}
 		return nil, e.Err()
 	}
 }
 
-// chunkGet reassembles a large response with CHUNK_GET (DSP0274 §10.24).
-func (q *Requester) chunkGet(ctx context.Context, v Version, handle uint8) ([]byte, error) {
+// chunkGet reassembles a large response with CHUNK_GET (DSP0274 §10.24),
+// each CHUNK_GET sent with send: in the clear, or inside the session the
+// request went through (the responder keeps the chunks to that channel).
+func (q *Requester) chunkGet(ctx context.Context, v Version, handle uint8, send func(context.Context, []byte) ([]byte, error)) ([]byte, error) {
 	var out []byte
 	var total uint32
 	for seq := uint16(0); ; seq++ {
 		req := (&ChunkGet{Version: v, Handle: handle, Seq: seq}).Marshal()
-		cctx, cancel := context.WithTimeout(ctx, q.timeout(false))
-		resp, err := q.t.Exchange(cctx, req)
-		cancel()
+		resp, err := send(ctx, req)
 		if err != nil {
 			return nil, err
 		}

@@ -35,8 +35,28 @@ func (ss *SecureSession) AEAD() uint16 { return ss.s.ks.AEAD }
 // Phase is the session's phase.
 func (ss *SecureSession) Phase() SessionPhase { return ss.s.Phase() }
 
-// exchange seals req, sends it and opens the response.
+// exchange seals req, sends it and opens the response; a large response
+// (ERROR(LargeResponse)) is read with CHUNK_GET inside the session.
 func (ss *SecureSession) exchange(ctx context.Context, req []byte, crypto bool) ([]byte, error) {
+	msg, err := ss.exchangeOnce(ctx, req, crypto)
+	if err != nil {
+		return nil, err
+	}
+	// A response larger than our DataTransferSize comes as
+	// ERROR(LargeResponse); its chunks are read inside this session.
+	if h, err := PeekHeader(msg); err == nil && h.Code == CodeError {
+		var e ErrorResponse
+		if _, err := e.Decode(msg); err == nil && e.Code == ErrCodeLargeResponse && len(e.Ext) == 1 {
+			return ss.q.chunkGet(ctx, h.Version, e.Ext[0], func(ctx context.Context, req []byte) ([]byte, error) {
+				return ss.exchangeOnce(ctx, req, false)
+			})
+		}
+	}
+	return msg, nil
+}
+
+// exchangeOnce seals req, sends it, and opens the one record that answers.
+func (ss *SecureSession) exchangeOnce(ctx context.Context, req []byte, crypto bool) ([]byte, error) {
 	rec, err := ss.s.Seal(req)
 	if err != nil {
 		return nil, err

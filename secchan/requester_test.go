@@ -317,3 +317,47 @@ func TestRequesterNonceIsUsed(t *testing.T) {
 func (tt *tamperTransport) ExchangeSecured(ctx context.Context, rec []byte) ([]byte, error) {
 	return tt.rsp.RespondSecured(ctx, rec)
 }
+
+// countingSecured counts the secured records a session sends.
+type countingSecured struct {
+	*tamperTransport
+	records int
+}
+
+func (c *countingSecured) ExchangeSecured(ctx context.Context, rec []byte) ([]byte, error) {
+	c.records++
+	return c.tamperTransport.ExchangeSecured(ctx, rec)
+}
+
+// TestRequesterChunkedResponsesInSession: with a small DataTransferSize,
+// signed MEASUREMENTS inside a session come as ERROR(LargeResponse) and
+// the requester reads the chunks inside the session (the responder keeps
+// them to it), and the result verifies.
+func TestRequesterChunkedResponsesInSession(t *testing.T) {
+	f := newFixture(t, secchan.ResponderConfig{Caps: devsim.SPDMVFCaps, PSKs: map[string][]byte{devsim.SamplePSKHint: []byte(devsim.SamplePSK)}})
+	f.cfg.DataTransferSize = secchan.MinDataTransferSize
+	tt := &countingSecured{tamperTransport: &tamperTransport{rsp: f.rsp}}
+	q := secchan.NewRequester(tt, f.cfg)
+	ctx := context.Background()
+	if err := flow(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := tt.records
+	res, err := ss.GetMeasurements(ctx, secchan.MeasurementOptions{Operation: secchan.MeasOpAll, Signed: true})
+	if err != nil {
+		t.Fatalf("GetMeasurements in the session: %v", err)
+	}
+	if n := tt.records - before; n < 3 {
+		t.Fatalf("signed MEASUREMENTS took %d secured records: no chunks were read in the session", n)
+	}
+	if len(res.Blocks) != 5 {
+		t.Fatalf("%d blocks", len(res.Blocks))
+	}
+	if err := ss.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

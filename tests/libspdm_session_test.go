@@ -90,6 +90,39 @@ func TestLibspdmResponderSessions(t *testing.T) {
 	}
 }
 
+// TestLibspdmResponderChunkedInSession: with our DataTransferSize at the
+// 1.2 minimum, libspdm's responder sends large responses with CHUNK_GET,
+// in the clear during authentication and inside the session afterwards
+// (signed MEASUREMENTS); the requester reads each in its own channel.
+func TestLibspdmResponderChunkedInSession(t *testing.T) {
+	bin := libspdmBin(t)
+	root := libspdmRoot(t, bin, "ecp384")
+	for _, v := range []secchan.Version{secchan.V12, secchan.V13} {
+		t.Run(v.String(), func(t *testing.T) {
+			_, addr := startResponderEmu(t, bin, "--mut_auth", "NO", "--basic_mut_auth", "NO")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c := dialT(t, addr)
+			cfg := trusting(root)
+			cfg.Versions = []secchan.Version{v}
+			cfg.DataTransferSize = secchan.MinDataTransferSize
+			q := authenticate(t, c, cfg)
+			ss, err := q.KeyExchange(ctx, secchan.SessionOptions{Summary: secchan.SummaryAll})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := ss.GetMeasurements(ctx, secchan.MeasurementOptions{Operation: secchan.MeasOpAll, Signed: true})
+			if err != nil {
+				t.Fatalf("signed MEASUREMENTS in the session with a %d-byte DataTransferSize: %v", cfg.DataTransferSize, err)
+			}
+			if len(res.Response) <= int(cfg.DataTransferSize) || !res.Signed {
+				t.Fatalf("MEASUREMENTS of %d bytes (signed %v): not large enough to need chunks", len(res.Response), res.Signed)
+			}
+			exerciseSession(t, ctx, ss, true)
+		})
+	}
+}
+
 // TestLibspdmResponderWrongPSK: a PSK that differs from the responder's
 // fails the handshake (the verify data does not match).
 func TestLibspdmResponderWrongPSK(t *testing.T) {
