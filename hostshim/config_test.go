@@ -2,6 +2,7 @@ package hostshim_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +17,8 @@ func TestConfigExampleFileIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the example configuration does not load: %v", err)
 	}
-	if len(cfg.Listeners) != 4 {
-		t.Fatalf("example has %d listeners, want 4", len(cfg.Listeners))
+	if len(cfg.Listeners) != 5 {
+		t.Fatalf("example has %d listeners, want 5", len(cfg.Listeners))
 	}
 	l := cfg.Listeners[0]
 	if l.VF.ID() != "0000:0d:00.1" || l.Listen.Vsock == nil || l.Listen.Vsock.CID != 3 || l.Rate != 50 || l.Burst != 20 ||
@@ -26,6 +27,9 @@ func TestConfigExampleFileIsValid(t *testing.T) {
 	}
 	if u := cfg.Listeners[1].Listen.Unix; u == nil || u.Mode != "0660" {
 		t.Errorf("second listener's unix block = %+v", u)
+	}
+	if c := cfg.Listeners[2]; c.Name != "vm5-cxl0" || fmt.Sprint(c.AllowedTypes) != "[discovery 1e98:02]" {
+		t.Errorf("the CXL listener = %+v", c)
 	}
 }
 
