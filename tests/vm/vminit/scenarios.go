@@ -130,14 +130,11 @@ func scenarioRebind(ctx context.Context, e *env, r *vm.Result) error {
 	if e.bdf == "" {
 		return errors.New("no device (scenario 1 failed)")
 	}
-	cs, err := doe.OpenSysfs(doe.SysfsRoot, e.bdf)
+	cs, _, c, err := openMailbox(e.bdf, doe.DefaultTimeout)
 	if err != nil {
 		return err
 	}
-	does, err := doe.FindDOE(cs)
-	if err == nil {
-		err = idle(cs, does[0])
-	}
+	err = idle(cs, c)
 	cs.Close()
 	if err != nil {
 		return err
