@@ -1,37 +1,54 @@
 // Package evidence is the combined-report format that the guest service
-// produces and a verifier (package policy, devattest verify) consumes: one
-// JSON document, versioned by Report.Version, with every signed or hashed
-// object carried as the exact bytes that were signed or hashed (base64 in
-// JSON), next to a parsed view for people and tools.
+// produces and a verifier (package policy, devattest verify) consumes.
 //
-// This package neither produces nor judges evidence (DESIGN.md,
-// "Packages"): it defines the format, the canonical device evidence bytes,
-// the freshness binding (UserData) and a strict decoder.
+// A report (format devattest-report/2) is a small JSON container around
+// one signed body:
 //
-// Binding (DESIGN.md, "Evidence and binding"):
+//	{
+//	  "version":   "devattest-report/2",
+//	  "body_type": "devattest-body/1+json",
+//	  "body":      "<the body's exact bytes, as a JSON string>",
+//	  "platform":  { "report": "<hex>", "error": "..." }
+//	}
 //
-//  1. Each device's evidence is DeviceEvidenceBytes(device): the compact
-//     encoding/json encoding of the Device object. The report carries those
-//     exact bytes in Report.Evidence (in the order of Report.Devices), so a
-//     verifier hashes the bytes it received before it parses them.
-//  2. Freshness: the platform report's 64-byte user data is
-//     UserData(Report.Nonce, Report.Evidence), see UserData.
-//  3. Boot binding: the guest extends a runtime register with
-//     EvidenceDigest(evidence bytes) of each device and records the outcome
-//     in Platform.BootBinding. A later report carries those boot-time
-//     bytes in Report.Boot.
+// The body (Body) holds everything a verdict judges or inspect shows: the
+// owner's nonce, the guest's policy digest, the boot-binding outcome, the
+// boot section, each device's evidence with its events, and the times.
+// The platform report's 64-byte user data is UserData(body type, body),
+// so a verifier hashes the bytes it received and only then parses them.
+// The platform block stays outside the body (the platform report signs
+// the body's digest, so it cannot be inside it); its error text is
+// unsigned and shown as such. Every byte string in the body is hex.
+//
+// Boot binding (DESIGN.md, "Evidence and binding"): at boot the guest
+// extends a runtime register with EvidenceDigest(policy digest) and then
+// EvidenceDigest(device bytes) for each device, where the device bytes
+// are that device's exact JSON inside the body (Body.DeviceBytes). A
+// report taken later carries those boot-time bytes in Body.Boot.
+//
+// The body type names the body's encoding, and is hashed with it, so the
+// body can later become a standard claims set (EAT) without changing what
+// is bound. This package neither produces nor judges evidence: it
+// defines the format, the binding digests and a strict, bounded decoder.
 package evidence
 
 import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
-// FormatVersion is the value of Report.Version this package reads and writes.
-const FormatVersion = "devattest-report/1"
+// FormatVersion is the value of Report.Version this package reads and
+// writes; BodyTypeJSON the one body type it knows.
+const (
+	FormatVersion = "devattest-report/2"
+	BodyTypeJSON  = "devattest-body/1+json"
+)
 
 // Device status values.
 const (
@@ -39,7 +56,7 @@ const (
 	StatusFailed = "failed"
 )
 
-// Boot binding outcomes (Platform.BootBinding).
+// Boot binding outcomes (Body.BootBinding).
 const (
 	BootBindingExtended   = "extended"
 	BootBindingNoRegister = "no runtime register"
@@ -47,33 +64,92 @@ const (
 	BootBindingNone       = "none" // no device evidence to extend
 )
 
-// Report is the combined report: device evidence, the platform report that
-// binds it, and what the guest enforced.
+// Report is the container as carried on the wire.
 type Report struct {
 	// Version is FormatVersion.
 	Version string `json:"version"`
-	// Nonce is the workload owner's nonce.
-	Nonce []byte `json:"nonce"`
-	// Devices are the parsed device evidence, one per configured device, in
-	// configuration order, failed devices included (Status "failed").
-	Devices []Device `json:"devices"`
-	// Evidence[i] is DeviceEvidenceBytes(Devices[i]): the exact bytes that
-	// UserData and the boot binding hash. CheckEvidence (run by Unmarshal)
-	// requires each to decode strictly to Devices[i].
-	Evidence [][]byte `json:"evidence"`
-	// Platform is the platform report that binds the evidence.
+	// BodyType is BodyTypeJSON.
+	BodyType string `json:"body_type"`
+	// Body is the signed body's exact bytes.
+	Body BodyBytes `json:"body"`
+	// Platform is outside the signed body.
 	Platform Platform `json:"platform"`
-	// PolicyDigest is the digest of the guest's own policy (trust anchors,
-	// reference values), when the guest enforced one.
-	PolicyDigest []byte `json:"policy_digest,omitempty"`
-	// Boot, in a report taken after boot (the guest daemon's on demand),
-	// is what the guest bound into the runtime register at boot: the
-	// event log's digests are of Boot's bytes, not of this report's
-	// fresh evidence. Absent when the report's own evidence is what was
-	// bound.
-	Boot *Boot `json:"boot,omitempty"`
-	// Created is when the report was assembled (UTC).
+
+	body *Body // parsed by Unmarshal
+}
+
+// BodyBytes are a body's exact bytes, carried as a JSON string (the body
+// is UTF-8 JSON), so that JSON tools keep the bytes the digest covers.
+type BodyBytes []byte
+
+// MarshalJSON implements json.Marshaler.
+func (b BodyBytes) MarshalJSON() ([]byte, error) {
+	if !utf8.Valid(b) {
+		return nil, fmt.Errorf("evidence: body is not UTF-8")
+	}
+	return json.Marshal(string(b))
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (b *BodyBytes) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	*b = []byte(s)
+	return nil
+}
+
+// Platform is the platform report that signs the body's digest. None of
+// it is inside the body: Report is verified by its own signature, and
+// Error is the guest's unsigned word for why there is no report.
+type Platform struct {
+	// Report is the platform report as policy/platform's
+	// Report.MarshalBinary encodes it (raw report or quote,
+	// certificates, PCR values, event log).
+	Report Hex `json:"report,omitempty"`
+	// Error is why the guest could not take the platform report.
+	Error string `json:"error,omitempty"`
+}
+
+// Body is the signed body, parsed.
+type Body struct {
+	// Nonce is the workload owner's nonce.
+	Nonce Hex `json:"nonce"`
+	// Created is when the guest assembled the body (UTC).
 	Created time.Time `json:"created"`
+	// Platform is the platform kind: "snp", "tdx" or "tpm".
+	Platform string `json:"platform"`
+	// PolicyDigest is the digest of the guest's own policy (trust anchors,
+	// reference values).
+	PolicyDigest Hex `json:"policy_digest,omitempty"`
+	// BootBinding is one of the BootBinding constants: what the guest
+	// did to the runtime register at boot.
+	BootBinding string `json:"boot_binding"`
+	// BootError says why the boot binding failed.
+	BootError string `json:"boot_error,omitempty"`
+	// Boot, in a report taken after boot (the guest daemon's on demand),
+	// is what the guest bound into the runtime register at boot. Absent
+	// when the report's own devices are what was bound.
+	Boot *Boot `json:"boot,omitempty"`
+	// Devices are the device evidence, one per configured device, in
+	// configuration order, failed devices included.
+	Devices []Device `json:"devices"`
+
+	// deviceBytes[i] is the exact JSON of Devices[i] inside the body.
+	deviceBytes [][]byte
+}
+
+// DeviceBytes returns the exact JSON of each device as it stands in the
+// body: what the boot binding hashes. Set by Marshal and by parsing.
+func (b *Body) DeviceBytes() [][]byte { return b.deviceBytes }
+
+// Boot is the boot-time policy digest and device evidence, exactly as
+// they were extended into the runtime register.
+type Boot struct {
+	PolicyDigest Hex `json:"policy_digest,omitempty"`
+	// Devices are the boot-time devices' exact JSON.
+	Devices []json.RawMessage `json:"devices"`
 }
 
 // Device is one device's evidence. A device that failed any step has Status
@@ -91,8 +167,7 @@ type Device struct {
 	Error string `json:"error,omitempty"`
 	// Protocols are the DOE protocols the device listed in discovery, as
 	// the host delivered them: DOE discovery is not authenticated, so a
-	// host can change this list (the tamper matrix shows it), and no
-	// verifier may rely on it. It is here for people debugging.
+	// host can change this list, and no verifier may rely on it.
 	Protocols []string `json:"protocols,omitempty"`
 	// SPDMVersion is the negotiated SPDM version ("1.2").
 	SPDMVersion string `json:"spdm_version,omitempty"`
@@ -105,20 +180,20 @@ type Device struct {
 	CertSlot uint8 `json:"cert_slot"`
 	// CertChain is the validated chain in SPDM format (DSP0274 §10.6.1:
 	// length, reserved, root hash, DER certificates), as received.
-	CertChain []byte `json:"cert_chain,omitempty"`
+	CertChain Hex `json:"cert_chain,omitempty"`
 	// Measurements is the signed GET_MEASUREMENTS exchange.
 	Measurements *Measurements `json:"measurements,omitempty"`
 	// Session is the SPDM secure session the measurements and IDE_KM ran in.
 	Session *Session `json:"session,omitempty"`
 	// IDE is the IDE_KM state after keying (never keys).
 	IDE *IDE `json:"ide,omitempty"`
-	// Started and Finished bound the device's attestation (UTC).
 	// Events are what the guest saw happen to the device since its
 	// previous report: measurement changes, lost and re-established
-	// sessions. They are part of the evidence bytes, so they are bound.
-	Events   []DeviceEvent `json:"events,omitempty"`
-	Started  time.Time     `json:"started"`
-	Finished time.Time     `json:"finished"`
+	// sessions.
+	Events []DeviceEvent `json:"events,omitempty"`
+	// Started and Finished bound the device's attestation (UTC).
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
 }
 
 // OK reports whether the device passed every step.
@@ -147,13 +222,13 @@ type Measurements struct {
 	InSession bool `json:"in_session"`
 	// Nonce is the requester nonce in Request, derived from the owner's
 	// nonce (see package guest).
-	Nonce []byte `json:"nonce"`
+	Nonce Hex `json:"nonce"`
 	// Request is the GET_MEASUREMENTS message.
-	Request []byte `json:"request"`
+	Request Hex `json:"request"`
 	// Response is the MEASUREMENTS message, signature included.
-	Response []byte `json:"response"`
+	Response Hex `json:"response"`
 	// Transcript is what the signature covers, before hashing.
-	Transcript []byte `json:"transcript"`
+	Transcript Hex `json:"transcript"`
 	// Blocks are the parsed measurement blocks.
 	Blocks []Block `json:"blocks"`
 }
@@ -166,9 +241,8 @@ type Block struct {
 	Type     string `json:"type"`
 	TypeCode uint8  `json:"type_code"`
 	// Raw: Value is a raw bit stream rather than a digest.
-	Raw bool `json:"raw"`
-	// Value in hex.
-	Value string `json:"value"`
+	Raw   bool `json:"raw"`
+	Value Hex  `json:"value"`
 }
 
 // Session is an SPDM secure session's public state.
@@ -186,38 +260,20 @@ type IDE struct {
 	Stream     uint8    `json:"stream"`
 	KeySet     string   `json:"key_set"`
 	SubStreams []string `json:"sub_streams"`
-	// RootPort names who programmed the host side ("simulated root port").
+	// RootPort names who programmed the host side (RootPortSimulated in
+	// tests and demos).
 	RootPort string    `json:"root_port"`
 	Steps    []IDEStep `json:"steps"`
 }
+
+// RootPortSimulated is IDE.RootPort when the root-port half of the
+// stream is the simulated link, which protects nothing.
+const RootPortSimulated = "simulated root port"
 
 // IDEStep is one step of the IDE_KM check.
 type IDEStep struct {
 	Name   string `json:"name"`
 	Result string `json:"result"` // "ok", "skipped: ...", "failed: ..."
-}
-
-// Platform is the platform report binding the evidence.
-type Platform struct {
-	// Kind is "snp", "tdx" or "tpm".
-	Kind string `json:"kind"`
-	// Report is the platform report as guest/platform.Report.MarshalBinary
-	// encodes it (raw report or quote, certificates, event log).
-	Report []byte `json:"report,omitempty"`
-	// EventLog is the boot event log, a readable copy of the one inside
-	// Report (which is what a verifier replays).
-	EventLog []Event `json:"event_log,omitempty"`
-	// BootBinding is one of the BootBinding constants.
-	BootBinding string `json:"boot_binding"`
-	// Error is why the platform report or the boot binding failed.
-	Error string `json:"error,omitempty"`
-}
-
-// Boot is the boot-time policy digest and device evidence bytes, exactly
-// as they were extended into the runtime register (see Report.Boot).
-type Boot struct {
-	PolicyDigest []byte   `json:"policy_digest,omitempty"`
-	Evidence     [][]byte `json:"evidence"`
 }
 
 // DeviceEvent is one thing that happened to a device between reports.
@@ -227,61 +283,90 @@ type DeviceEvent struct {
 	Message string    `json:"message"`
 }
 
-// Event is one boot measurement.
-type Event struct {
-	Register    uint32 `json:"register"`
-	Digest      []byte `json:"digest"`
-	Description string `json:"description"`
+// Hex is a byte string written in lower-case hex in JSON.
+type Hex []byte
+
+// MarshalJSON implements json.Marshaler.
+func (h Hex) MarshalJSON() ([]byte, error) {
+	out := make([]byte, 0, 2+2*len(h))
+	out = append(out, '"')
+	out = hex.AppendEncode(out, h)
+	return append(out, '"'), nil
 }
 
-// DeviceEvidenceBytes returns the canonical bytes of d: its compact
-// encoding/json encoding (fields in declaration order, byte strings in
-// standard base64, times in RFC 3339 with nanoseconds). These bytes, not a
-// re-encoding, are what UserData and EvidenceDigest hash.
-func DeviceEvidenceBytes(d Device) ([]byte, error) {
-	return json.Marshal(d)
+// UnmarshalJSON implements json.Unmarshaler: lower-case hex only, so
+// that one byte string has one spelling.
+func (h *Hex) UnmarshalJSON(data []byte) error {
+	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' {
+		return fmt.Errorf("%w: want a hex string", ErrEncoding)
+	}
+	s := data[1 : len(data)-1]
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("%w: %q is not lower-case hex", ErrEncoding, c)
+		}
+	}
+	out := make([]byte, len(s)/2)
+	if _, err := hex.Decode(out, s); err != nil {
+		return fmt.Errorf("%w: %v", ErrEncoding, err)
+	}
+	*h = out
+	return nil
 }
+
+// String is the lower-case hex spelling.
+func (h Hex) String() string { return hex.EncodeToString(h) }
 
 // Domain-separation labels, each ending in a zero byte.
 const (
-	userDataLabel = "devattest-report/1 user data\x00"
+	userDataLabel = "devattest-report/2 user data\x00"
 	digestLabel   = "devattest-report/1 device evidence\x00"
 )
 
 // UserData is the 64-byte user data of the platform report:
 //
-//	SHA-512( "devattest-report/1 user data" 0x00
-//	       ‖ u32be(len(nonce)) ‖ nonce
-//	       ‖ u32be(len(evidence))
-//	       ‖ for each blob: u64be(len(blob)) ‖ blob )
+//	SHA-512( "devattest-report/2 user data" 0x00
+//	       ‖ u16be(len(bodyType)) ‖ bodyType
+//	       ‖ u64be(len(body)) ‖ body )
 //
-// where nonce is the owner's nonce and evidence the device evidence bytes
-// in report order. Every variable part is length-prefixed, so no two
-// different inputs hash the same bytes.
-func UserData(nonce []byte, evidence [][]byte) [64]byte {
+// Both parts are length-prefixed, so no two different inputs hash the
+// same bytes; the body carries the owner's nonce.
+func UserData(bodyType string, body []byte) [64]byte {
 	h := sha512.New()
 	h.Write([]byte(userDataLabel))
-	h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(nonce))))
-	h.Write(nonce)
-	h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(evidence))))
-	for _, b := range evidence {
-		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
-		h.Write(b)
-	}
+	h.Write(binary.BigEndian.AppendUint16(nil, uint16(len(bodyType))))
+	h.Write([]byte(bodyType))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(body))))
+	h.Write(body)
 	var out [64]byte
 	h.Sum(out[:0])
 	return out
 }
 
+// UserData is UserData(r.BodyType, r.Body).
+func (r *Report) UserData() [64]byte { return UserData(r.BodyType, r.Body) }
+
 // EvidenceDigest is the digest the boot binding extends into a runtime
-// register for one device:
+// register for one item (the policy digest, or one device's bytes):
 //
-//	SHA-256( "devattest-report/1 device evidence" 0x00 ‖ evidence )
-func EvidenceDigest(evidence []byte) [32]byte {
+//	SHA-256( "devattest-report/1 device evidence" 0x00 ‖ item )
+func EvidenceDigest(item []byte) [32]byte {
 	h := sha256.New()
 	h.Write([]byte(digestLabel))
-	h.Write(evidence)
+	h.Write(item)
 	var out [32]byte
 	h.Sum(out[:0])
+	return out
+}
+
+// BootLog is the list of digests a boot binding extends, in order: the
+// policy digest, then each device's bytes.
+func BootLog(policyDigest []byte, devices [][]byte) [][]byte {
+	pd := EvidenceDigest(policyDigest)
+	out := [][]byte{pd[:]}
+	for _, b := range devices {
+		d := EvidenceDigest(b)
+		out = append(out, d[:])
+	}
 	return out
 }

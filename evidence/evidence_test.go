@@ -23,34 +23,48 @@ func sampleDevices() []Device {
 			Measurements: &Measurements{
 				InSession: true, Nonce: bytes.Repeat([]byte{7}, 32),
 				Request: []byte{0x12, 0xe0, 1, 0xff}, Response: []byte{0x12, 0x60, 0, 0}, Transcript: []byte{9, 9},
-				Blocks: []Block{{Index: 1, Type: "immutable ROM", TypeCode: 0, Value: "abcd"}},
+				Blocks: []Block{{Index: 1, Type: "immutable ROM", TypeCode: 0, Value: []byte{0xab, 0xcd}}},
 			},
 			Session: &Session{ID: 0xfffe0001, AEAD: "AES_256_GCM", Ended: true},
-			IDE: &IDE{KeySet: "K1", SubStreams: []string{"PR", "NPR", "CPL"}, RootPort: "simulated root port",
+			IDE: &IDE{KeySet: "K1", SubStreams: []string{"PR", "NPR", "CPL"}, RootPort: RootPortSimulated,
 				Steps: []IDEStep{{Name: "QUERY", Result: "ok"}}},
+			Events:  []DeviceEvent{{Time: t0, Kind: "session lost", Message: "re-established <after> reset & retry"}},
 			Started: t0, Finished: t0.Add(time.Second),
 		},
 		{Label: "0000:02:00.1", Status: StatusFailed, FailedStep: "GET_CERTIFICATE", Error: "untrusted", Started: t0, Finished: t0},
 	}
 }
 
+func sampleBody() *Body {
+	return &Body{
+		Nonce: []byte("owner nonce"), Created: time.Date(2026, 11, 26, 12, 0, 2, 0, time.UTC),
+		Platform: "snp", PolicyDigest: bytes.Repeat([]byte{5}, 32), BootBinding: BootBindingNoRegister,
+		Devices: sampleDevices(),
+	}
+}
+
 func sampleReport(t testing.TB) *Report {
-	r, err := NewReport([]byte("owner nonce"), sampleDevices())
+	t.Helper()
+	r, err := NewReport(sampleBody())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Platform = Platform{Kind: "snp", Report: []byte{1, 2, 3}, BootBinding: BootBindingNoRegister}
-	r.PolicyDigest = bytes.Repeat([]byte{5}, 32)
-	r.Created = time.Date(2026, 11, 26, 12, 0, 2, 0, time.UTC)
+	r.Platform = Platform{Report: []byte{1, 2, 3}}
 	return r
+}
+
+func marshalled(t testing.TB) []byte {
+	t.Helper()
+	b, err := Marshal(sampleReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestRoundTrip(t *testing.T) {
 	r := sampleReport(t)
-	b, err := Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := marshalled(t)
 	got, err := Unmarshal(b)
 	if err != nil {
 		t.Fatalf("Unmarshal: %v", err)
@@ -62,27 +76,61 @@ func TestRoundTrip(t *testing.T) {
 	if !bytes.Equal(b, b2) {
 		t.Fatalf("round trip changed the encoding:\n%s\n%s", b, b2)
 	}
-	if !got.Devices[0].OK() || got.Devices[1].OK() {
+	body := got.ParsedBody()
+	if !body.Devices[0].OK() || body.Devices[1].OK() {
 		t.Fatal("device status not preserved")
 	}
-	if UserData(got.Nonce, got.Evidence) != UserData(r.Nonce, r.Evidence) {
+	if got.UserData() != r.UserData() {
 		t.Fatal("user data differs after the round trip")
 	}
 	if _, err := Decode(bytes.NewReader(b)); err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
+	// Each device's bytes stand in the body exactly: the boot binding
+	// hashes them.
+	for i, db := range body.DeviceBytes() {
+		if !bytes.Contains(got.Body, db) {
+			t.Fatalf("device %d's bytes are not inside the body", i)
+		}
+	}
+	// Byte strings are hex in the body.
+	if !bytes.Contains(got.Body, []byte(`"cert_chain":"01020304"`)) {
+		t.Fatalf("cert_chain is not hex in the body: %s", got.Body)
+	}
 }
 
-// edit decodes a marshalled report into generic JSON, applies f and
-// re-encodes it.
-func edit(t *testing.T, f func(m map[string]any)) []byte {
+// editBody re-encodes the sample report with its body edited as generic
+// JSON (so the body's bytes change and are no longer canonical unless f
+// keeps them so).
+func editBody(t *testing.T, f func(m map[string]any)) []byte {
 	t.Helper()
-	b, err := Marshal(sampleReport(t))
+	var m map[string]any
+	if err := json.Unmarshal(sampleReport(t).Body, &m); err != nil {
+		t.Fatal(err)
+	}
+	f(m)
+	body, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return withBody(t, string(body))
+}
+
+func withBody(t *testing.T, body string) []byte {
+	t.Helper()
+	r := sampleReport(t)
+	r.Body = []byte(body)
+	b, err := Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func editContainer(t *testing.T, f func(m map[string]any)) []byte {
+	t.Helper()
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := json.Unmarshal(marshalled(t), &m); err != nil {
 		t.Fatal(err)
 	}
 	f(m)
@@ -94,35 +142,49 @@ func edit(t *testing.T, f func(m map[string]any)) []byte {
 }
 
 func TestStrictDecoding(t *testing.T) {
-	good, _ := Marshal(sampleReport(t))
+	good := marshalled(t)
+	body := string(sampleReport(t).Body)
 	dev0 := func(m map[string]any) map[string]any { return m["devices"].([]any)[0].(map[string]any) }
 	cases := []struct {
 		name string
 		in   []byte
 		want error
 	}{
-		{"unknown top-level field", edit(t, func(m map[string]any) { m["verdict"] = "pass" }), ErrUnknownField},
-		{"unknown device field", edit(t, func(m map[string]any) { dev0(m)["trusted"] = true }), ErrUnknownField},
-		{"wrong version", edit(t, func(m map[string]any) { m["version"] = "devattest-report/2" }), ErrVersion},
-		{"no version", edit(t, func(m map[string]any) { delete(m, "version") }), ErrVersion},
-		{"bad base64 nonce", edit(t, func(m map[string]any) { m["nonce"] = "!!not base64!!" }), ErrEncoding},
-		{"bad base64 chain", edit(t, func(m map[string]any) { dev0(m)["cert_chain"] = "a" }), ErrEncoding},
-		{"bad hex value", edit(t, func(m map[string]any) {
-			dev0(m)["measurements"].(map[string]any)["blocks"].([]any)[0].(map[string]any)["value"] = "xyz"
-		}), ErrInvalid},
-		{"failed device claims ok", edit(t, func(m map[string]any) {
+		{"unknown container field", editContainer(t, func(m map[string]any) { m["verdict"] = "pass" }), ErrUnknownField},
+		{"v1 report", []byte(`{"version":"devattest-report/1","nonce":"AA=="}`), ErrVersion},
+		{"other version", editContainer(t, func(m map[string]any) { m["version"] = "devattest-report/3" }), ErrVersion},
+		{"no version", editContainer(t, func(m map[string]any) { delete(m, "version") }), ErrVersion},
+		{"other body type", editContainer(t, func(m map[string]any) { m["body_type"] = "eat" }), ErrVersion},
+		{"no body", editContainer(t, func(m map[string]any) { delete(m, "body") }), ErrInvalid},
+		{"unknown body field", editBody(t, func(m map[string]any) { m["verdict"] = "pass" }), ErrUnknownField},
+		{"unknown device field", editBody(t, func(m map[string]any) { dev0(m)["trusted"] = true }), ErrUnknownField},
+		{"base64 nonce", editBody(t, func(m map[string]any) { m["nonce"] = "b3duZXIgbm9uY2U=" }), ErrEncoding},
+		{"upper-case hex", editBody(t, func(m map[string]any) { dev0(m)["cert_chain"] = "0A0B" }), ErrEncoding},
+		{"odd hex", editBody(t, func(m map[string]any) { dev0(m)["cert_chain"] = "abc" }), ErrEncoding},
+		{"failed device claims ok", editBody(t, func(m map[string]any) {
 			m["devices"].([]any)[1].(map[string]any)["status"] = "ok"
 		}), ErrInvalid},
-		{"failed device without step", edit(t, func(m map[string]any) {
+		{"failed device without step", editBody(t, func(m map[string]any) {
 			delete(m["devices"].([]any)[1].(map[string]any), "failed_step")
 		}), ErrInvalid},
-		{"parsed device differs from evidence", edit(t, func(m map[string]any) { dev0(m)["spdm_version"] = "1.3" }), ErrEvidence},
-		{"evidence missing", edit(t, func(m map[string]any) { m["evidence"] = []any{} }), ErrEvidence},
+		// Keys are sorted by encoding/json's map encoding, so the body is
+		// no longer in declaration order.
+		{"not canonical: key order", editBody(t, func(map[string]any) {}), ErrCanonical},
+		{"not canonical: white space", withBody(t, strings.Replace(body, `"nonce":`, `"nonce": `, 1)), ErrCanonical},
+		{"not canonical: escaped character", withBody(t, strings.Replace(body, `snp`, `\u0073np`, 1)), ErrCanonical},
+		{"duplicate key", withBody(t, strings.Replace(body, `{"nonce":"`, `{"nonce":"00","nonce":"`, 1)), ErrSyntax},
+		{"key differing in case", withBody(t, strings.Replace(body, `{"nonce":"`, `{"NONCE":"00","nonce":"`, 1)), ErrSyntax},
+		{"key folding to a field", withBody(t, strings.Replace(body, `"platform":`, `"platform":"tdx","platfoſm":`, 1)), ErrSyntax},
+		{"duplicate container key", bytes.Replace(good, []byte(`"version": `), []byte(`"version": "x", "version": `), 1), ErrSyntax},
 		{"trailing data", append(append([]byte(nil), good...), []byte(`{}`)...), ErrSyntax},
 		{"truncated", good[:len(good)/2], ErrSyntax},
-		{"wrong type", edit(t, func(m map[string]any) { m["devices"] = "none" }), ErrSyntax},
+		{"wrong type", editBody(t, func(m map[string]any) { m["devices"] = "none" }), ErrSyntax},
 		{"too large", append(bytes.Repeat([]byte(" "), MaxReportSize), good...), ErrTooLarge},
-		{"bad boot binding", edit(t, func(m map[string]any) { m["platform"].(map[string]any)["boot_binding"] = "yes" }), ErrInvalid},
+		{"bad boot binding", withBody(t, strings.Replace(body, BootBindingNoRegister, "yes", 1)), ErrInvalid},
+		{"bad platform kind", withBody(t, strings.Replace(body, `"platform":"snp"`, `"platform":"sev"`, 1)), ErrInvalid},
+		{"too deep", withBody(t, strings.Replace(body, `"nonce":`, `"x":[[[[[[[[1]]]]]]]],"nonce":`, 1)), ErrSyntax},
+		{"lone surrogate in the container", bytes.Replace(good, []byte(`GET_CERT`), []byte(`\ud800GET`), 1), ErrEncoding},
+		{"lone surrogate in the body", bytes.Replace(good, []byte(`GET_CERT`), []byte(`\\ud800GET`), 1), ErrCanonical},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -138,57 +200,33 @@ func TestStrictDecoding(t *testing.T) {
 	}
 }
 
-func TestUserDataFromCarriedBytes(t *testing.T) {
+func TestUserDataCoversTheBody(t *testing.T) {
 	r := sampleReport(t)
-	want := UserData(r.Nonce, r.Evidence)
-	b, _ := Marshal(r)
-	got, err := Unmarshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Recompute from the bytes carried in the report, before parsing them.
-	if UserData(got.Nonce, got.Evidence) != want {
-		t.Fatal("user data does not recompute from the carried evidence bytes")
-	}
-	for i := range r.Evidence {
-		for _, pos := range []int{0, len(r.Evidence[i]) / 2, len(r.Evidence[i]) - 1} {
-			ev := cloneAll(r.Evidence)
-			ev[i][pos] ^= 1
-			if UserData(r.Nonce, ev) == want {
-				t.Fatalf("flipping byte %d of evidence %d does not change the user data", pos, i)
-			}
+	want := r.UserData()
+	for _, pos := range []int{0, len(r.Body) / 2, len(r.Body) - 1} {
+		b := bytes.Clone(r.Body)
+		b[pos] ^= 1
+		if UserData(r.BodyType, b) == want {
+			t.Fatalf("flipping byte %d of the body does not change the user data", pos)
 		}
 	}
-	if UserData([]byte("other nonce"), r.Evidence) == want {
-		t.Fatal("another nonce gives the same user data")
+	if UserData("other", r.Body) == want {
+		t.Fatal("another body type gives the same user data")
 	}
-	// Length prefixes: moving a byte between blobs changes the result.
-	a := UserData(nil, [][]byte{[]byte("ab"), []byte("c")})
-	if a == UserData(nil, [][]byte{[]byte("a"), []byte("bc")}) {
-		t.Fatal("blob boundaries are not bound")
+	// Length prefixes: moving a byte between type and body changes it.
+	if UserData("ab", []byte("c")) == UserData("a", []byte("bc")) {
+		t.Fatal("the type/body boundary is not bound")
 	}
-	if EvidenceDigest(r.Evidence[0]) == EvidenceDigest(r.Evidence[1]) {
-		t.Fatal("evidence digests collide")
-	}
-}
-
-func cloneAll(in [][]byte) [][]byte {
-	out := make([][]byte, len(in))
-	for i, b := range in {
-		out[i] = append([]byte(nil), b...)
-	}
-	return out
 }
 
 // TestUserDataVector pins the construction: a change to the label, the
 // prefixes or the hash breaks every verifier.
 func TestUserDataVector(t *testing.T) {
-	got := UserData([]byte{1, 2, 3}, [][]byte{[]byte("x"), {}})
+	got := UserData("t", []byte("xy"))
 	var buf bytes.Buffer
-	buf.WriteString("devattest-report/1 user data\x00")
-	buf.Write([]byte{0, 0, 0, 3, 1, 2, 3, 0, 0, 0, 2})
-	buf.Write([]byte{0, 0, 0, 0, 0, 0, 0, 1, 'x'})
-	buf.Write([]byte{0, 0, 0, 0, 0, 0, 0, 0})
+	buf.WriteString("devattest-report/2 user data\x00")
+	buf.Write([]byte{0, 1, 't'})
+	buf.Write([]byte{0, 0, 0, 0, 0, 0, 0, 2, 'x', 'y'})
 	if want := sha512Sum(buf.Bytes()); got != want {
 		t.Fatalf("UserData = %x, want %x", got, want)
 	}
@@ -212,11 +250,22 @@ func TestFuzzSeedsPresent(t *testing.T) {
 	}
 }
 
-// TestBootSection: a report's boot section round-trips, and its evidence
-// must decode strictly to valid devices.
+// TestBootSection: a body's boot section round-trips, and its devices
+// must decode strictly, canonically, to valid devices.
 func TestBootSection(t *testing.T) {
-	r := sampleReport(t)
-	r.Boot = &Boot{PolicyDigest: r.PolicyDigest, Evidence: r.Evidence}
+	body := sampleBody()
+	devBytes, err := DeviceBytes(body.Devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.Boot = &Boot{PolicyDigest: body.PolicyDigest}
+	for _, b := range devBytes {
+		body.Boot.Devices = append(body.Boot.Devices, b)
+	}
+	r, err := NewReport(body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -225,22 +274,18 @@ func TestBootSection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	devs, err := got.Boot.Devices()
-	if err != nil || len(devs) != len(r.Devices) || devs[0].Label != r.Devices[0].Label {
+	devs, err := got.ParsedBody().Boot.ParseDevices()
+	if err != nil || len(devs) != len(body.Devices) || devs[0].Label != body.Devices[0].Label {
 		t.Fatalf("boot devices %+v, %v", devs, err)
 	}
-	for name, bad := range map[string][]byte{
-		"not JSON":      []byte("{"),
-		"unknown field": []byte(`{"label":"a","status":"ok","color":"red"}`),
-		"invalid":       []byte(`{"label":"a","status":"ok"}`),
+	for name, bad := range map[string]string{
+		"unknown field": `{"label":"a","status":"ok","color":"red"}`,
+		"invalid":       `{"label":"a","status":"ok"}`,
+		"not canonical": `{"status":"failed","label":"a","failed_step":"x"}`,
 	} {
-		r.Boot = &Boot{Evidence: [][]byte{bad}}
-		b, err := Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Unmarshal(b); !errors.Is(err, ErrEvidence) || !strings.Contains(err.Error(), "boot device 0") {
-			t.Errorf("%s: Unmarshal = %v, want ErrEvidence naming boot device 0", name, err)
+		body.Boot = &Boot{Devices: []json.RawMessage{json.RawMessage(bad)}}
+		if _, err := NewReport(body); err == nil || !strings.Contains(err.Error(), "boot device 0") {
+			t.Errorf("%s: NewReport = %v, want an error naming boot device 0", name, err)
 		}
 	}
 }
