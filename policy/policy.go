@@ -24,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
 )
 
@@ -193,10 +194,8 @@ type TPMRule struct {
 	PCRs map[uint8]HexList `yaml:"pcrs"`
 }
 
-// DefaultTPMPCR is the vTPM PCR that carries the boot binding (the
-// guest's platform.DefaultTPMPCR, written again here because policy never
-// imports the guest).
-const DefaultTPMPCR = 15
+// DefaultTPMPCR is the vTPM PCR that carries the boot binding.
+const DefaultTPMPCR = platform.DefaultTPMPCR
 
 // Roots are files (relative to the policy file) with platform roots.
 type Roots struct {
