@@ -17,6 +17,7 @@ import (
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest/platform"
+	vplatform "github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
 )
 
@@ -107,10 +108,10 @@ func verifyReport(t *testing.T, rep *evidence.Report, roots *platform.SNPRoots) 
 	if err := pr.UnmarshalBinary(got.Platform.Report); err != nil {
 		t.Fatal(err)
 	}
-	if err := platform.VerifyReport(&pr, platform.TrustAnchors{SNP: roots}, ud); err != nil {
+	if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: roots}, ud); err != nil {
 		t.Fatalf("VerifyReport: %v", err)
 	}
-	if err := platform.VerifySNP(pr.Raw, pr.Certs, roots, ud); err != nil {
+	if err := vplatform.VerifySNP(pr.Raw, pr.Certs, roots, ud); err != nil {
 		t.Fatalf("VerifySNP: %v", err)
 	}
 	for _, d := range got.Devices {
@@ -184,7 +185,7 @@ func TestAttestTwoDevices(t *testing.T) {
 	ev[0][len(ev[0])/2] ^= 1
 	var pr platform.Report
 	_ = pr.UnmarshalBinary(got.Platform.Report)
-	if err := platform.VerifyReport(&pr, platform.TrustAnchors{SNP: att.Roots()}, evidence.UserData(got.Nonce, ev)); err == nil {
+	if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: att.Roots()}, evidence.UserData(got.Nonce, ev)); err == nil {
 		t.Fatal("platform report verifies for altered evidence")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest/platform"
+	vplatform "github.com/devattest/devattest/policy/platform"
 )
 
 // TestDaemonAdoptsBootEventLog: the one-shot attest extends RTMR 3 at
@@ -73,8 +74,8 @@ func TestDaemonAdoptsBootEventLog(t *testing.T) {
 	if len(pr.EventLog) != 1+len(cfg.Devices) {
 		t.Fatalf("daemon report carries %d events, want the boot's %d", len(pr.EventLog), 1+len(cfg.Devices))
 	}
-	anchors := platform.TrustAnchors{TDX: boot.Roots()}
-	if err := platform.VerifyReport(&pr, anchors, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
+	anchors := vplatform.TrustAnchors{TDX: boot.Roots()}
+	if err := vplatform.VerifyReport(&pr, anchors, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
 		t.Fatalf("the daemon's report does not verify with the boot event log: %v", err)
 	}
 	// A daemon of another platform kind refuses the boot report.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/policy"
+	"github.com/devattest/devattest/secchan"
 )
 
 // Config is the guest service's configuration (YAML):
@@ -219,34 +219,16 @@ func (c *Config) LoadPolicy() error {
 	return nil
 }
 
-// LoadAnchors reads the PEM certificates named in TrustAnchors into Anchors.
+// LoadAnchors reads the certificate files named in TrustAnchors (PEM or
+// DER, secchan.LoadCertificates) into Anchors.
 func (d *DeviceConfig) LoadAnchors() error {
 	var out []*x509.Certificate
 	for _, p := range d.TrustAnchors {
-		b, err := os.ReadFile(p)
+		certs, err := secchan.LoadCertificates(p)
 		if err != nil {
 			return fmt.Errorf("device %q: trust anchor: %w", d.Label, err)
 		}
-		n := 0
-		for {
-			var blk *pem.Block
-			blk, b = pem.Decode(b)
-			if blk == nil {
-				break
-			}
-			if blk.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return fmt.Errorf("device %q: trust anchor %s: %w", d.Label, p, err)
-			}
-			out = append(out, c)
-			n++
-		}
-		if n == 0 {
-			return fmt.Errorf("device %q: trust anchor %s: no PEM CERTIFICATE", d.Label, p)
-		}
+		out = append(out, certs...)
 	}
 	d.Anchors = out
 	return nil

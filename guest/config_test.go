@@ -7,6 +7,7 @@ import (
 
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest/platform"
+	vplatform "github.com/devattest/devattest/policy/platform"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -71,7 +72,7 @@ func TestBootBindingTPM(t *testing.T) {
 	if err := pr.UnmarshalBinary(rep.Platform.Report); err != nil {
 		t.Fatal(err)
 	}
-	if err := platform.VerifyReport(&pr, platform.TrustAnchors{}, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
+	if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{}, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
 		t.Fatalf("VerifyReport: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest/platform"
 	"github.com/devattest/devattest/policy"
+	vplatform "github.com/devattest/devattest/policy/platform"
 )
 
 // platformCase is one fake platform with the offline check a verifier runs
@@ -26,7 +27,7 @@ type platformCase struct {
 	// returns the signed value of the boot-binding register (nil for SNP).
 	verify func(pr *platform.Report, ud [platform.UserDataSize]byte) ([]byte, error)
 	// anchors are the same roots for VerifyReport.
-	anchors platform.TrustAnchors
+	anchors vplatform.TrustAnchors
 }
 
 func platformCases(t *testing.T) []platformCase {
@@ -40,21 +41,21 @@ func platformCases(t *testing.T) []platformCase {
 			name: "fake-snp", kind: platform.KindSNP,
 			open: func(*testing.T) platform.Attester { return snp },
 			verify: func(pr *platform.Report, ud [platform.UserDataSize]byte) ([]byte, error) {
-				return nil, platform.VerifySNP(pr.Raw, pr.Certs, snp.Roots(), ud)
+				return nil, vplatform.VerifySNP(pr.Raw, pr.Certs, snp.Roots(), ud)
 			},
-			anchors: platform.TrustAnchors{SNP: snp.Roots()},
+			anchors: vplatform.TrustAnchors{SNP: snp.Roots()},
 		},
 		{
 			name: "fake-tdx", kind: platform.KindTDX, register: platform.DefaultTDXRTMR,
 			open: func(*testing.T) platform.Attester { return tdx },
 			verify: func(pr *platform.Report, ud [platform.UserDataSize]byte) ([]byte, error) {
-				q, err := platform.VerifyTDX(pr.Raw, tdx.Roots(), ud)
+				q, err := vplatform.VerifyTDX(pr.Raw, tdx.Roots(), ud)
 				if err != nil {
 					return nil, err
 				}
 				return q.GetTdQuoteBody().GetRtmrs()[platform.DefaultTDXRTMR], nil
 			},
-			anchors: platform.TrustAnchors{TDX: tdx.Roots()},
+			anchors: vplatform.TrustAnchors{TDX: tdx.Roots()},
 		},
 		{
 			name: "fake-tpm", kind: platform.KindTPM, register: platform.DefaultTPMPCR,
@@ -67,7 +68,7 @@ func platformCases(t *testing.T) []platformCase {
 				return a
 			},
 			verify: func(pr *platform.Report, ud [platform.UserDataSize]byte) ([]byte, error) {
-				if err := platform.VerifyTPM(pr.Raw, pr.Signature, pr.AKPublic, pr.PCRs, ud); err != nil {
+				if err := vplatform.VerifyTPM(pr.Raw, pr.Signature, pr.AKPublic, pr.PCRs, ud); err != nil {
 					return nil, err
 				}
 				for _, p := range pr.PCRs {
@@ -120,14 +121,14 @@ func TestAttestVerifyEachPlatform(t *testing.T) {
 			}
 			if pc.kind == platform.KindTPM {
 				// The AK is trusted out of band; here it is the fake's.
-				pc.anchors = platform.TrustAnchors{TPMAKPublic: pr.AKPublic}
+				pc.anchors = vplatform.TrustAnchors{TPMAKPublic: pr.AKPublic}
 			}
 			ud := evidence.UserData(got.Nonce, got.Evidence)
 			reg, err := pc.verify(&pr, ud)
 			if err != nil {
 				t.Fatalf("platform verification: %v", err)
 			}
-			if err := platform.VerifyReport(&pr, pc.anchors, ud); err != nil {
+			if err := vplatform.VerifyReport(&pr, pc.anchors, ud); err != nil {
 				t.Fatalf("VerifyReport: %v", err)
 			}
 
@@ -163,10 +164,10 @@ func TestAttestVerifyEachPlatform(t *testing.T) {
 			ev[1] = bytes.Clone(ev[1])
 			ev[1][len(ev[1])/3] ^= 0x01
 			bad := evidence.UserData(got.Nonce, ev)
-			if _, err := pc.verify(&pr, bad); !errors.Is(err, platform.ErrUserDataMismatch) {
+			if _, err := pc.verify(&pr, bad); !errors.Is(err, vplatform.ErrUserDataMismatch) {
 				t.Fatalf("altered evidence: platform check = %v, want ErrUserDataMismatch", err)
 			}
-			if err := platform.VerifyReport(&pr, pc.anchors, bad); err == nil {
+			if err := vplatform.VerifyReport(&pr, pc.anchors, bad); err == nil {
 				t.Fatal("altered evidence: VerifyReport passed")
 			}
 			if pc.kind != platform.KindSNP {
@@ -195,7 +196,7 @@ func replay(kind platform.Kind, reg uint32, digests [][]byte) []byte {
 	for i, d := range digests {
 		log[i] = platform.Event{Register: reg, Digest: d}
 	}
-	return platform.ReplayEventLog(kind, log, reg)
+	return vplatform.ReplayEventLog(kind, log, reg)
 }
 
 // TestServiceReportBootBinding: a report the daemon takes after boot, on a

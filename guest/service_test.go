@@ -23,6 +23,7 @@ import (
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest/platform"
+	vplatform "github.com/devattest/devattest/policy/platform"
 )
 
 // liveVF is an emulated SPDM VF behind a doe.Server on a unix socket,
@@ -242,7 +243,7 @@ func TestServiceReport(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			if err := platform.VerifyReport(&pr, platform.TrustAnchors{SNP: att.Roots()}, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
+			if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: att.Roots()}, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
 				t.Errorf("concurrent report %d: %v", i, err)
 			}
 			for _, d := range rep.Devices {

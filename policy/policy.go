@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -24,6 +23,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
 )
 
@@ -193,10 +193,8 @@ type TPMRule struct {
 	PCRs map[uint8]HexList `yaml:"pcrs"`
 }
 
-// DefaultTPMPCR is the vTPM PCR that carries the boot binding (the
-// guest's platform.DefaultTPMPCR, written again here because policy never
-// imports the guest).
-const DefaultTPMPCR = 15
+// DefaultTPMPCR is the vTPM PCR that carries the boot binding.
+const DefaultTPMPCR = platform.DefaultTPMPCR
 
 // Roots are files (relative to the policy file) with platform roots.
 type Roots struct {
@@ -378,7 +376,7 @@ func (r *DeviceRule) check(key, dir string) error {
 		return fmt.Errorf("%s.trust_anchors: missing", key)
 	}
 	for j, f := range r.TrustAnchors {
-		certs, err := loadCerts(resolve(dir, f))
+		certs, err := secchan.LoadCertificates(resolve(dir, f))
 		if err != nil {
 			return fmt.Errorf("%s.trust_anchors[%d]: %w", key, j, err)
 		}
@@ -521,7 +519,7 @@ func (p *PlatformRule) check(dir string) error {
 		if f.path == "" {
 			continue
 		}
-		certs, err := loadCerts(resolve(dir, f.path))
+		certs, err := secchan.LoadCertificates(resolve(dir, f.path))
 		if err != nil {
 			return fmt.Errorf("platform.roots.%s: %w", f.key, err)
 		}
@@ -556,37 +554,6 @@ func resolve(dir, path string) string {
 		return path
 	}
 	return filepath.Join(dir, path)
-}
-
-// loadCerts reads PEM certificates, or one DER certificate.
-func loadCerts(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if c, err := x509.ParseCertificate(b); err == nil {
-		return []*x509.Certificate{c}, nil
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no certificate (PEM or DER)", path)
-	}
-	return out, nil
 }
 
 // Rule returns the rule for label: its own, else the default rule.

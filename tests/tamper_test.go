@@ -29,6 +29,7 @@ import (
 	"github.com/devattest/devattest/guest/platform"
 	"github.com/devattest/devattest/hostshim"
 	"github.com/devattest/devattest/policy"
+	vplatform "github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
 )
 
@@ -192,7 +193,7 @@ func (env *tamperEnv) platformVerifier() policy.PlatformVerifier {
 			if string(pr.Kind) != rep.Platform.Kind {
 				return fmt.Errorf("signed report is from %q, the report says %q", pr.Kind, rep.Platform.Kind)
 			}
-			if err := platform.VerifyReport(&pr, platform.TrustAnchors{SNP: env.att.Roots()}, ud); err != nil {
+			if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: env.att.Roots()}, ud); err != nil {
 				return err
 			}
 			if len(rep.Platform.EventLog) != 0 {

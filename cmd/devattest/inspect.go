@@ -11,8 +11,8 @@ import (
 
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/evidence"
-	"github.com/devattest/devattest/guest/platform"
 	"github.com/devattest/devattest/policy"
+	"github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
 )
 

@@ -11,8 +11,8 @@ import (
 	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 
 	"github.com/devattest/devattest/evidence"
-	"github.com/devattest/devattest/guest/platform"
 	"github.com/devattest/devattest/policy"
+	"github.com/devattest/devattest/policy/platform"
 )
 
 // Names of the platform checks run here.

@@ -15,8 +15,8 @@ import (
 	"github.com/google/go-sev-guest/abi"
 
 	"github.com/devattest/devattest/evidence"
-	"github.com/devattest/devattest/guest/platform"
 	"github.com/devattest/devattest/policy"
+	"github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
 )
 

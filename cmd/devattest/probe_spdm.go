@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -72,40 +70,6 @@ type measurementJS struct {
 	Raw    bool   `json:"raw,omitempty"`
 }
 
-// loadAnchors reads trust anchors from a PEM file (any number of
-// certificates) or a single DER certificate.
-func loadAnchors(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var certs []*x509.Certificate
-	rest := b
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) > 0 {
-		return certs, nil
-	}
-	c, err := x509.ParseCertificate(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s is neither PEM certificates nor one DER certificate: %w", path, err)
-	}
-	return []*x509.Certificate{c}, nil
-}
-
 // requesterConfig builds the requester's configuration from the flags.
 func requesterConfig(pf probeFlags) (secchan.RequesterConfig, error) {
 	cfg := secchan.DefaultRequesterConfig()
@@ -149,7 +113,7 @@ func requesterConfig(pf probeFlags) (secchan.RequesterConfig, error) {
 		}
 		cfg.MutualAuth = &id
 	}
-	anchors, err := loadAnchors(pf.trustAnchor)
+	anchors, err := secchan.LoadCertificates(pf.trustAnchor)
 	if err != nil {
 		return cfg, fmt.Errorf("--trust-anchor: %w", err)
 	}

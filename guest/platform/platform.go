@@ -1,24 +1,22 @@
-// Package platform produces and checks confidential-VM platform attestation:
-// AMD SEV-SNP reports, Intel TDX quotes and vTPM quotes, behind one Attester
+// Package platform produces confidential-VM platform attestation: AMD
+// SEV-SNP reports, Intel TDX quotes and vTPM quotes, behind one Attester
 // interface.
 //
-// A platform report binds 64 bytes of user data chosen by the guest
-// (REPORT_DATA for SNP and TDX, qualifying data for a TPM quote) and, for TDX
-// and vTPM, the current value of runtime measurement registers. The guest
-// service uses the first for freshness binding (user data = digest of the
-// owner's nonce and the evidence bytes) and the second for boot binding
-// (Extend a register with the digest of each device's evidence at boot and
-// keep an event log that a verifier replays). See DESIGN.md, "Evidence and
+// The guest service uses a report's 64 bytes of user data for freshness
+// binding (user data = digest of the owner's nonce and the evidence bytes)
+// and, on TDX and vTPM, a runtime register for boot binding (Extend a
+// register with the digest of each device's evidence at boot and keep an
+// event log that a verifier replays). See DESIGN.md, "Evidence and
 // binding".
 //
-// Producers: New returns a real attester (configfs-tsm first, then the legacy
-// device files) or a fake built on the libraries' own test signers:
+// Producers: New returns a real attester (configfs-tsm first, then the
+// legacy device files) or a fake built on the libraries' own test signers:
 // go-sev-guest's fake AMD-SP, a test-only Intel PCK chain that
 // go-tdx-guest's verifier accepts with its test root, and the go-tpm-tools
-// TPM simulator. Verifiers: VerifySNP, VerifyTPM, VerifyTDX and
-// VerifyReport work offline.
+// TPM simulator. The report format and its verification (VerifyReport and
+// friends) live in policy/platform, which the verifier uses too.
 //
-// This package never imports hostshim, devsim or policy.
+// This package never imports hostshim, devsim or policy's rules.
 package platform
 
 import (
@@ -26,20 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 )
-
-// Kind names an attestation platform.
-type Kind string
-
-// Platform kinds.
-const (
-	KindSNP Kind = "snp"
-	KindTDX Kind = "tdx"
-	KindTPM Kind = "tpm"
-)
-
-// UserDataSize is the size of the user data every report binds.
-const UserDataSize = 64
 
 // Attester produces platform reports and records boot measurements.
 type Attester interface {
@@ -71,19 +57,6 @@ var (
 	ErrUserDataMismatch = errors.New("platform: report user data does not match")
 	// ErrEventLog: the event log does not replay to the reported register value.
 	ErrEventLog = errors.New("platform: event log does not replay to the register value")
-)
-
-// Default runtime registers.
-const (
-	// DefaultTPMPCR is the PCR Extend uses on a vTPM. PCRs 8-15 are
-	// reserved for the OS by the TCG PC Client profile and, unlike PCR 16 and
-	// 23, cannot be reset from locality 0, so a workload that can talk to
-	// the TPM cannot erase what the boot sequence recorded. The event log
-	// replays from zero, so the register must be used by devattest alone.
-	DefaultTPMPCR = 15
-	// DefaultTDXRTMR is the RTMR Extend uses on TDX (RTMR[3] is left to
-	// user space by firmware and the kernel).
-	DefaultTDXRTMR = 3
 )
 
 // Options configures New. The zero value selects the defaults.
@@ -170,4 +143,30 @@ func newAuto(opts Options) (Attester, error) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// clone returns a copy of b, nil when b is empty.
+func clone(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+// EventLogAdopter is an attester whose runtime register was extended by
+// an earlier process of the same boot (the one-shot attest unit): it takes
+// that process's event log as its own instead of extending again, so its
+// reports replay to the register value. Attesters without a runtime
+// register (SEV-SNP) do not implement it.
+type EventLogAdopter interface {
+	AdoptEventLog(log []Event) error
+}
+
+// adoptLog installs log as the attester's event log if it has none yet.
+func adoptLog(dst *[]Event, log []Event) error {
+	if len(*dst) != 0 {
+		return fmt.Errorf("platform: this attester already extended its register %d times; cannot adopt another event log", len(*dst))
+	}
+	*dst = slices.Clone(log)
+	return nil
 }

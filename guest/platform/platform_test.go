@@ -6,6 +6,8 @@ import (
 	"errors"
 	"sync"
 	"testing"
+
+	vplatform "github.com/devattest/devattest/policy/platform"
 )
 
 func userData(b byte) (u [UserDataSize]byte) {
@@ -29,14 +31,14 @@ func TestFakeSNPReportVerifies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := VerifySNP(r.Raw, r.Certs, roots, ud); err != nil {
-			t.Fatalf("VerifySNP: %v", err)
+		if err := vplatform.VerifySNP(r.Raw, r.Certs, roots, ud); err != nil {
+			t.Fatalf("vplatform.VerifySNP: %v", err)
 		}
-		if err := VerifyReport(r, TrustAnchors{SNP: roots}, ud); err != nil {
-			t.Fatalf("VerifyReport: %v", err)
+		if err := vplatform.VerifyReport(r, vplatform.TrustAnchors{SNP: roots}, ud); err != nil {
+			t.Fatalf("vplatform.VerifyReport: %v", err)
 		}
-		if err := VerifySNP(r.Raw, r.Certs, roots, userData(b+1)); !errors.Is(err, ErrUserDataMismatch) {
-			t.Errorf("other user data: err = %v, want ErrUserDataMismatch", err)
+		if err := vplatform.VerifySNP(r.Raw, r.Certs, roots, userData(b+1)); !errors.Is(err, vplatform.ErrUserDataMismatch) {
+			t.Errorf("other user data: err = %v, want vplatform.ErrUserDataMismatch", err)
 		}
 	}
 }
@@ -56,13 +58,13 @@ func TestFakeSNPTamperRejected(t *testing.T) {
 	for _, off := range []int{0x50, 0x90, 0x2A0} {
 		raw := clone(r.Raw)
 		raw[off] ^= 1
-		if err := VerifySNP(raw, r.Certs, a.Roots(), ud); err == nil {
+		if err := vplatform.VerifySNP(raw, r.Certs, a.Roots(), ud); err == nil {
 			t.Errorf("flipped byte 0x%x: verified", off)
 		}
 	}
 	// AMD's production roots do not accept the fake chain.
-	if err := VerifySNP(r.Raw, r.Certs, nil, ud); !errors.Is(err, ErrVerify) {
-		t.Errorf("production roots: err = %v, want ErrVerify", err)
+	if err := vplatform.VerifySNP(r.Raw, r.Certs, nil, ud); !errors.Is(err, vplatform.ErrVerify) {
+		t.Errorf("production roots: err = %v, want vplatform.ErrVerify", err)
 	}
 	if err := a.Extend(context.Background(), []byte{1}, "x"); !errors.Is(err, ErrNoRuntimeRegister) {
 		t.Errorf("Extend: err = %v, want ErrNoRuntimeRegister", err)
@@ -96,33 +98,33 @@ func TestFakeTPMQuoteVerifies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := VerifyTPM(r.Raw, r.Signature, r.AKPublic, r.PCRs, ud); err != nil {
-			t.Fatalf("VerifyTPM: %v", err)
+		if err := vplatform.VerifyTPM(r.Raw, r.Signature, r.AKPublic, r.PCRs, ud); err != nil {
+			t.Fatalf("vplatform.VerifyTPM: %v", err)
 		}
-		if err := VerifyReport(r, TrustAnchors{}, ud); err != nil {
-			t.Fatalf("VerifyReport: %v", err)
+		if err := vplatform.VerifyReport(r, vplatform.TrustAnchors{}, ud); err != nil {
+			t.Fatalf("vplatform.VerifyReport: %v", err)
 		}
-		if err := VerifyTPM(r.Raw, r.Signature, r.AKPublic, r.PCRs, userData(4)); !errors.Is(err, ErrUserDataMismatch) {
-			t.Errorf("other user data: err = %v, want ErrUserDataMismatch", err)
+		if err := vplatform.VerifyTPM(r.Raw, r.Signature, r.AKPublic, r.PCRs, userData(4)); !errors.Is(err, vplatform.ErrUserDataMismatch) {
+			t.Errorf("other user data: err = %v, want vplatform.ErrUserDataMismatch", err)
 		}
 		for i := range r.Raw {
 			raw := clone(r.Raw)
 			raw[i] ^= 0x40
-			if err := VerifyTPM(raw, r.Signature, r.AKPublic, r.PCRs, ud); err == nil {
+			if err := vplatform.VerifyTPM(raw, r.Signature, r.AKPublic, r.PCRs, ud); err == nil {
 				t.Fatalf("flipped quote byte %d: verified", i)
 			}
 		}
-		if err := VerifyTPM(append(clone(r.Raw), 0), r.Signature, r.AKPublic, r.PCRs, ud); err == nil {
+		if err := vplatform.VerifyTPM(append(clone(r.Raw), 0), r.Signature, r.AKPublic, r.PCRs, ud); err == nil {
 			t.Error("trailing byte: verified")
 		}
 		pcrs := append([]PCRValue(nil), r.PCRs...)
 		pcrs[0] = PCRValue{Index: pcrs[0].Index, Digest: make([]byte, 32)}
 		pcrs[0].Digest[0] = 1
-		if err := VerifyTPM(r.Raw, r.Signature, r.AKPublic, pcrs, ud); !errors.Is(err, ErrVerify) {
-			t.Errorf("changed PCR value: err = %v, want ErrVerify", err)
+		if err := vplatform.VerifyTPM(r.Raw, r.Signature, r.AKPublic, pcrs, ud); !errors.Is(err, vplatform.ErrVerify) {
+			t.Errorf("changed PCR value: err = %v, want vplatform.ErrVerify", err)
 		}
-		if err := VerifyTPM(r.Raw, r.Signature, r.AKPublic, r.PCRs[1:], ud); !errors.Is(err, ErrVerify) {
-			t.Errorf("missing PCR value: err = %v, want ErrVerify", err)
+		if err := vplatform.VerifyTPM(r.Raw, r.Signature, r.AKPublic, r.PCRs[1:], ud); !errors.Is(err, vplatform.ErrVerify) {
+			t.Errorf("missing PCR value: err = %v, want vplatform.ErrVerify", err)
 		}
 	})
 }
@@ -150,23 +152,23 @@ func TestFakeTPMExtendReplays(t *testing.T) {
 				got = p.Digest
 			}
 		}
-		if want := ReplayEventLog(KindTPM, r.EventLog, DefaultTPMPCR); string(got) != string(want) {
+		if want := vplatform.ReplayEventLog(KindTPM, r.EventLog, DefaultTPMPCR); string(got) != string(want) {
 			t.Fatalf("PCR %d = %x, replay = %x", DefaultTPMPCR, got, want)
 		}
-		if err := VerifyReport(r, TrustAnchors{TPMAKPublic: r.AKPublic}, ud); err != nil {
-			t.Fatalf("VerifyReport: %v", err)
+		if err := vplatform.VerifyReport(r, vplatform.TrustAnchors{TPMAKPublic: r.AKPublic}, ud); err != nil {
+			t.Fatalf("vplatform.VerifyReport: %v", err)
 		}
 		// Rewriting the log (dropping or altering an entry) is detected.
 		dropped := *r
 		dropped.EventLog = r.EventLog[1:]
-		if err := VerifyReport(&dropped, TrustAnchors{}, ud); !errors.Is(err, ErrEventLog) {
-			t.Errorf("dropped event: err = %v, want ErrEventLog", err)
+		if err := vplatform.VerifyReport(&dropped, vplatform.TrustAnchors{}, ud); !errors.Is(err, vplatform.ErrEventLog) {
+			t.Errorf("dropped event: err = %v, want vplatform.ErrEventLog", err)
 		}
 		altered := *r
 		altered.EventLog = append([]Event(nil), r.EventLog...)
 		altered.EventLog[2].Digest = []byte{1, 2, 3}
-		if err := VerifyReport(&altered, TrustAnchors{}, ud); !errors.Is(err, ErrEventLog) {
-			t.Errorf("altered event: err = %v, want ErrEventLog", err)
+		if err := vplatform.VerifyReport(&altered, vplatform.TrustAnchors{}, ud); !errors.Is(err, vplatform.ErrEventLog) {
+			t.Errorf("altered event: err = %v, want vplatform.ErrEventLog", err)
 		}
 	})
 }

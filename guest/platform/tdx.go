@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-configfs-tsm/configfs/linuxtsm"
 	tsmrtmr "github.com/google/go-configfs-tsm/rtmr"
 	tdxclient "github.com/google/go-tdx-guest/client"
+
+	vplatform "github.com/devattest/devattest/policy/platform"
 )
 
 // tdxAttester gets TDX quotes through configfs-tsm (provider tdx_guest) or,
@@ -74,7 +76,7 @@ func (a *tdxAttester) Extend(ctx context.Context, digest []byte, event string) e
 	if len(digest) == 0 || len(digest) > 255 {
 		return fmt.Errorf("platform: TDX extend: digest of %d bytes (want 1-255)", len(digest))
 	}
-	m := MeasuredDigest(KindTDX, digest)
+	m := vplatform.MeasuredDigest(KindTDX, digest)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := extendRTMR(a.rtmr, m); err != nil {

@@ -19,6 +19,8 @@ import (
 
 	tdxabi "github.com/google/go-tdx-guest/abi"
 	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
+
+	vplatform "github.com/devattest/devattest/policy/platform"
 )
 
 // FakeTDX is a TDX attester whose quotes are signed by a test-only signer
@@ -140,7 +142,7 @@ func (f *FakeTDX) Report(ctx context.Context, userData [UserDataSize]byte) (*Rep
 }
 
 // Extend sets RTMR[i] = SHA-384(RTMR[i] || SHA-384(digest)), as the TDX
-// module does for an RTMR extend with MeasuredDigest(KindTDX, digest).
+// module does for an RTMR extend with vplatform.MeasuredDigest(KindTDX, digest).
 func (f *FakeTDX) Extend(ctx context.Context, digest []byte, event string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -148,7 +150,7 @@ func (f *FakeTDX) Extend(ctx context.Context, digest []byte, event string) error
 	if len(digest) == 0 || len(digest) > 255 {
 		return fmt.Errorf("platform: TDX extend: digest of %d bytes (want 1-255)", len(digest))
 	}
-	m := MeasuredDigest(KindTDX, digest)
+	m := vplatform.MeasuredDigest(KindTDX, digest)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rtmrs[f.rtmr] = sha512.Sum384(append(clone(f.rtmrs[f.rtmr][:]), m...))

@@ -15,6 +15,8 @@ import (
 	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 	tdxvalidate "github.com/google/go-tdx-guest/validate"
 	tdxverify "github.com/google/go-tdx-guest/verify"
+
+	vplatform "github.com/devattest/devattest/policy/platform"
 )
 
 func newFakeTDX(t *testing.T) *FakeTDX {
@@ -40,9 +42,9 @@ func TestFakeTDXQuoteVerifies(t *testing.T) {
 		if r.Kind != KindTDX {
 			t.Fatalf("kind %q", r.Kind)
 		}
-		q, err := VerifyTDX(r.Raw, roots, ud)
+		q, err := vplatform.VerifyTDX(r.Raw, roots, ud)
 		if err != nil {
-			t.Fatalf("VerifyTDX: %v", err)
+			t.Fatalf("vplatform.VerifyTDX: %v", err)
 		}
 		if !bytes.Equal(q.GetTdQuoteBody().GetReportData(), ud[:]) {
 			t.Errorf("parsed REPORTDATA %x, want %x", q.GetTdQuoteBody().GetReportData(), ud)
@@ -57,11 +59,11 @@ func TestFakeTDXQuoteVerifies(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("validate.TdxQuote: %v", err)
 		}
-		if err := VerifyReport(r, TrustAnchors{TDX: roots}, ud); err != nil {
-			t.Fatalf("VerifyReport: %v", err)
+		if err := vplatform.VerifyReport(r, vplatform.TrustAnchors{TDX: roots}, ud); err != nil {
+			t.Fatalf("vplatform.VerifyReport: %v", err)
 		}
-		if _, err := VerifyTDX(r.Raw, roots, userData(b+1)); !errors.Is(err, ErrUserDataMismatch) {
-			t.Errorf("other user data: err = %v, want ErrUserDataMismatch", err)
+		if _, err := vplatform.VerifyTDX(r.Raw, roots, userData(b+1)); !errors.Is(err, vplatform.ErrUserDataMismatch) {
+			t.Errorf("other user data: err = %v, want vplatform.ErrUserDataMismatch", err)
 		}
 	}
 }
@@ -101,9 +103,9 @@ func TestFakeTDXTamperRejected(t *testing.T) {
 	} {
 		raw := bytes.Clone(r.Raw)
 		raw[tc.off] ^= 0x01
-		_, err := VerifyTDX(raw, f.Roots(), ud)
-		if !errors.Is(err, ErrVerify) {
-			t.Errorf("%s flipped: err = %v, want ErrVerify", tc.name, err)
+		_, err := vplatform.VerifyTDX(raw, f.Roots(), ud)
+		if !errors.Is(err, vplatform.ErrVerify) {
+			t.Errorf("%s flipped: err = %v, want vplatform.ErrVerify", tc.name, err)
 		}
 		t.Logf("%s flipped: %v", tc.name, err)
 	}
@@ -113,20 +115,20 @@ func TestFakeTDXTamperRejected(t *testing.T) {
 	raw[tdxReportDataOffset] ^= 0x80
 	var other [UserDataSize]byte
 	copy(other[:], raw[tdxReportDataOffset:tdxReportDataOffset+UserDataSize])
-	if _, err := VerifyTDX(raw, f.Roots(), other); !errors.Is(err, ErrVerify) {
-		t.Errorf("REPORTDATA rewritten to match: err = %v, want ErrVerify", err)
+	if _, err := vplatform.VerifyTDX(raw, f.Roots(), other); !errors.Is(err, vplatform.ErrVerify) {
+		t.Errorf("REPORTDATA rewritten to match: err = %v, want vplatform.ErrVerify", err)
 	}
 	// Intel's production root does not accept the fake chain.
-	if _, err := VerifyTDX(r.Raw, nil, ud); !errors.Is(err, ErrVerify) {
-		t.Errorf("Intel roots: err = %v, want ErrVerify", err)
+	if _, err := vplatform.VerifyTDX(r.Raw, nil, ud); !errors.Is(err, vplatform.ErrVerify) {
+		t.Errorf("Intel roots: err = %v, want vplatform.ErrVerify", err)
 	}
 	// Another fake's root does not either.
 	g := newFakeTDX(t)
-	if _, err := VerifyTDX(r.Raw, g.Roots(), ud); !errors.Is(err, ErrVerify) {
-		t.Errorf("other fake's root: err = %v, want ErrVerify", err)
+	if _, err := vplatform.VerifyTDX(r.Raw, g.Roots(), ud); !errors.Is(err, vplatform.ErrVerify) {
+		t.Errorf("other fake's root: err = %v, want vplatform.ErrVerify", err)
 	}
-	if _, err := VerifyTDX(r.Raw, x509.NewCertPool(), ud); !errors.Is(err, ErrVerify) {
-		t.Errorf("empty root pool: err = %v, want ErrVerify", err)
+	if _, err := vplatform.VerifyTDX(r.Raw, x509.NewCertPool(), ud); !errors.Is(err, vplatform.ErrVerify) {
+		t.Errorf("empty root pool: err = %v, want vplatform.ErrVerify", err)
 	}
 }
 
@@ -193,12 +195,12 @@ func TestFakeTDXExtendReplays(t *testing.T) {
 		if len(r.EventLog) != 3 || r.EventLog[0].Register != want {
 			t.Fatalf("event log %+v, want 3 events on RTMR[%d]", r.EventLog, want)
 		}
-		q, err := VerifyTDX(r.Raw, a.Roots(), ud)
+		q, err := vplatform.VerifyTDX(r.Raw, a.Roots(), ud)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rtmrs := q.GetTdQuoteBody().GetRtmrs()
-		if got := ReplayEventLog(KindTDX, r.EventLog, want); !bytes.Equal(got, rtmrs[want]) {
+		if got := vplatform.ReplayEventLog(KindTDX, r.EventLog, want); !bytes.Equal(got, rtmrs[want]) {
 			t.Errorf("replay %x, quote RTMR[%d] %x", got, want, rtmrs[want])
 		}
 		for i := range uint32(4) {
@@ -206,20 +208,20 @@ func TestFakeTDXExtendReplays(t *testing.T) {
 				t.Errorf("RTMR[%d] not zero", i)
 			}
 		}
-		if err := VerifyReport(r, TrustAnchors{TDX: a.Roots()}, ud); err != nil {
-			t.Fatalf("VerifyReport: %v", err)
+		if err := vplatform.VerifyReport(r, vplatform.TrustAnchors{TDX: a.Roots()}, ud); err != nil {
+			t.Fatalf("vplatform.VerifyReport: %v", err)
 		}
 		// A log with an event dropped or altered no longer replays.
 		short := *r
 		short.EventLog = r.EventLog[:2]
-		if err := VerifyReport(&short, TrustAnchors{TDX: a.Roots()}, ud); !errors.Is(err, ErrEventLog) {
-			t.Errorf("dropped event: err = %v, want ErrEventLog", err)
+		if err := vplatform.VerifyReport(&short, vplatform.TrustAnchors{TDX: a.Roots()}, ud); !errors.Is(err, vplatform.ErrEventLog) {
+			t.Errorf("dropped event: err = %v, want vplatform.ErrEventLog", err)
 		}
 		bad := *r
 		bad.EventLog = append([]Event(nil), r.EventLog...)
 		bad.EventLog[1].Digest = []byte("other")
-		if err := VerifyReport(&bad, TrustAnchors{TDX: a.Roots()}, ud); !errors.Is(err, ErrEventLog) {
-			t.Errorf("altered event: err = %v, want ErrEventLog", err)
+		if err := vplatform.VerifyReport(&bad, vplatform.TrustAnchors{TDX: a.Roots()}, ud); !errors.Is(err, vplatform.ErrEventLog) {
+			t.Errorf("altered event: err = %v, want vplatform.ErrEventLog", err)
 		}
 		// The report survives encoding.
 		enc, err := r.MarshalBinary()
@@ -230,7 +232,7 @@ func TestFakeTDXExtendReplays(t *testing.T) {
 		if err := dec.UnmarshalBinary(enc); err != nil {
 			t.Fatal(err)
 		}
-		if err := VerifyReport(&dec, TrustAnchors{TDX: a.Roots()}, ud); err != nil {
+		if err := vplatform.VerifyReport(&dec, vplatform.TrustAnchors{TDX: a.Roots()}, ud); err != nil {
 			t.Errorf("decoded report: %v", err)
 		}
 		a.Close()
@@ -275,8 +277,8 @@ func TestFakeTDXOtherAttestationKeyRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = VerifyTDX(raw, f.Roots(), ud)
-	if !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "QE report data") {
-		t.Errorf("other attestation key: err = %v, want ErrVerify on the QE report data", err)
+	_, err = vplatform.VerifyTDX(raw, f.Roots(), ud)
+	if !errors.Is(err, vplatform.ErrVerify) || !strings.Contains(err.Error(), "QE report data") {
+		t.Errorf("other attestation key: err = %v, want vplatform.ErrVerify on the QE report data", err)
 	}
 }

@@ -13,17 +13,9 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 	"github.com/google/go-tpm/tpm2/transport/simulator"
-)
 
-// TPMQualifyingData returns the qualifying data (extraData) a TPM quote
-// carries for userData: SHA-256(userData). A quote's qualifying data is a
-// TPM2B_DATA, at most the size of the largest digest the TPM implements
-// (48 bytes on the reference simulator, which has no SHA-512), so the 64
-// bytes of user data do not fit; producer and verifier both hash.
-func TPMQualifyingData(userData [UserDataSize]byte) []byte {
-	d := sha256.Sum256(userData[:])
-	return d[:]
-}
+	vplatform "github.com/devattest/devattest/policy/platform"
+)
 
 // tpmBootPCRs are the firmware PCRs every quote covers besides the Extend PCR.
 var tpmBootPCRs = []uint{0, 1, 2, 3, 4, 5, 6, 7}
@@ -142,13 +134,6 @@ func (a *tpmAttester) quotedPCRs() []uint {
 	return slices.Compact(p)
 }
 
-func sha256Selection(pcrs ...uint) tpm2.TPMLPCRSelection {
-	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
-		Hash:      tpm2.TPMAlgSHA256,
-		PCRSelect: tpm2.PCClientCompatible.PCRs(pcrs...),
-	}}}
-}
-
 func (a *tpmAttester) Report(ctx context.Context, userData [UserDataSize]byte) (*Report, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -161,9 +146,9 @@ func (a *tpmAttester) Report(ctx context.Context, userData [UserDataSize]byte) (
 	pcrs := a.quotedPCRs()
 	q, err := tpm2.Quote{
 		SignHandle:     a.ak,
-		QualifyingData: tpm2.TPM2BData{Buffer: TPMQualifyingData(userData)},
+		QualifyingData: tpm2.TPM2BData{Buffer: vplatform.TPMQualifyingData(userData)},
 		InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
-		PCRSelect:      sha256Selection(pcrs...),
+		PCRSelect:      vplatform.SHA256PCRSelection(pcrs...),
 	}.Execute(a.tpm)
 	if err != nil {
 		return nil, fmt.Errorf("platform: vTPM quote: %w", err)
@@ -188,7 +173,7 @@ func (a *tpmAttester) Report(ctx context.Context, userData [UserDataSize]byte) (
 }
 
 func (a *tpmAttester) readPCR(i uint) ([]byte, error) {
-	rsp, err := tpm2.PCRRead{PCRSelectionIn: sha256Selection(i)}.Execute(a.tpm)
+	rsp, err := tpm2.PCRRead{PCRSelectionIn: vplatform.SHA256PCRSelection(i)}.Execute(a.tpm)
 	if err != nil {
 		return nil, fmt.Errorf("platform: vTPM read PCR %d: %w", i, err)
 	}
@@ -214,7 +199,7 @@ func (a *tpmAttester) Extend(ctx context.Context, digest []byte, event string) e
 		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(a.pcr), Auth: tpm2.PasswordAuth(nil)},
 		Digests: tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{{
 			HashAlg: tpm2.TPMAlgSHA256,
-			Digest:  MeasuredDigest(KindTPM, digest),
+			Digest:  vplatform.MeasuredDigest(KindTPM, digest),
 		}}},
 	}.Execute(a.tpm)
 	if err != nil {

@@ -241,7 +241,7 @@ func VerifyTPM(quote, sig, akPub []byte, pcrs []PCRValue, wantUserData [UserData
 		idx = append(idx, uint(p.Index))
 		hp.Write(p.Digest)
 	}
-	want := sha256Selection(idx...)
+	want := SHA256PCRSelection(idx...)
 	if !bytes.Equal(tpm2.Marshal(info.PCRSelect), tpm2.Marshal(want)) {
 		return verifyErr("TPM quote covers another PCR selection than the PCR values given")
 	}
@@ -260,8 +260,21 @@ func checkExact(what string, v tpm2.Marshallable, b []byte) error {
 	return nil
 }
 
+// SHA256PCRSelection selects pcrs of the SHA-256 bank, the only bank
+// devattest quotes.
+func SHA256PCRSelection(pcrs ...uint) tpm2.TPMLPCRSelection {
+	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
+		Hash:      tpm2.TPMAlgSHA256,
+		PCRSelect: tpm2.PCClientCompatible.PCRs(pcrs...),
+	}}}
+}
+
 // VerifyReport verifies r for wantUserData against anchors and, for TDX and
-// vTPM, replays r.EventLog against the signed register values.
+// vTPM, replays r.EventLog against the signed values of the registers the
+// log names. It does not replay a register the log does not name: a
+// caller that relies on a register (the boot binding) replays that one
+// itself with ReplayEventLog, so that a log stripped of its events cannot
+// pass for "nothing was extended".
 func VerifyReport(r *Report, anchors TrustAnchors, wantUserData [UserDataSize]byte) error {
 	switch r.Kind {
 	case KindSNP:

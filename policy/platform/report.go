@@ -1,9 +1,7 @@
 package platform
 
 import (
-	"errors"
 	"fmt"
-	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -59,9 +57,6 @@ const (
 	maxEvents           = 4096
 	maxPCRs             = 24
 )
-
-// ErrMalformedReport is returned by UnmarshalBinary.
-var ErrMalformedReport = errors.New("platform: malformed report encoding")
 
 // MarshalBinary encodes r in the format above.
 func (r *Report) MarshalBinary() ([]byte, error) {
@@ -150,31 +145,5 @@ func (r *Report) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w: %d trailing bytes", ErrMalformedReport, len(s))
 	}
 	*r = out
-	return nil
-}
-
-// clone returns a copy of b, nil when b is empty.
-func clone(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return append([]byte(nil), b...)
-}
-
-// EventLogAdopter is an attester whose runtime register was extended by
-// an earlier process of the same boot (the one-shot attest unit): it takes
-// that process's event log as its own instead of extending again, so its
-// reports replay to the register value. Attesters without a runtime
-// register (SEV-SNP) do not implement it.
-type EventLogAdopter interface {
-	AdoptEventLog(log []Event) error
-}
-
-// adoptLog installs log as the attester's event log if it has none yet.
-func adoptLog(dst *[]Event, log []Event) error {
-	if len(*dst) != 0 {
-		return fmt.Errorf("platform: this attester already extended its register %d times; cannot adopt another event log", len(*dst))
-	}
-	*dst = slices.Clone(log)
 	return nil
 }
