@@ -35,16 +35,16 @@ func repeatTo(prefix, unit, suffix string, size int) string {
 func TestHostileReportsBounded(t *testing.T) {
 	const size = MaxReportSize - 4096
 	cases := map[string][]byte{
-		"devices flood": hostileReport(t, repeatTo(`{"nonce":"00","devices":[`, `{},`, `{}]}`, size)),
-		"blocks flood": hostileReport(t, repeatTo(`{"nonce":"00","devices":[{"measurements":{"blocks":[`, `{},`, `{}]}}]}`, size)),
-		"events flood": hostileReport(t, repeatTo(`{"nonce":"00","devices":[{"events":[`, `{},`, `{}]}]}`, size)),
-		"boot flood": hostileReport(t, repeatTo(`{"nonce":"00","boot":{"devices":[`, `{},`, `{}]}}`, size)),
+		"devices flood":   hostileReport(t, repeatTo(`{"nonce":"00","devices":[`, `{},`, `{}]}`, size)),
+		"blocks flood":    hostileReport(t, repeatTo(`{"nonce":"00","devices":[{"measurements":{"blocks":[`, `{},`, `{}]}}]}`, size)),
+		"events flood":    hostileReport(t, repeatTo(`{"nonce":"00","devices":[{"events":[`, `{},`, `{}]}]}`, size)),
+		"boot flood":      hostileReport(t, repeatTo(`{"nonce":"00","boot":{"devices":[`, `{},`, `{}]}}`, size)),
 		"protocols flood": hostileReport(t, repeatTo(`{"nonce":"00","devices":[{"protocols":[`, `"a",`, `"a"]}]}`, size*2/3)),
-		"deep nesting": hostileReport(t, repeatTo(`{"x":`, `{"a":`, ``, size*5/7)),
-		"many keys": hostileReport(t, repeatTo(`{`, `"k":1,`, `"k":1}`, size*6/8)),
+		"deep nesting":    hostileReport(t, repeatTo(`{"x":`, `{"a":`, ``, size*5/7)),
+		"many keys":       hostileReport(t, repeatTo(`{`, `"k":1,`, `"k":1}`, size*6/8)),
 		"container array": []byte(repeatTo(`{"version":"devattest-report/2","body":[`, `0,`, `0]}`, size)),
-		"huge hex field": hostileReport(t, repeatTo(`{"nonce":"`, `00`, `","created":"2026-01-01T00:00:00Z","platform":"snp","boot_binding":"none","devices":[]}`, size)),
-		"padding": append(bytes.Repeat([]byte(" "), MaxReportSize), '{', '}'),
+		"huge hex field":  hostileReport(t, repeatTo(`{"nonce":"`, `00`, `","created":"2026-01-01T00:00:00Z","platform":"snp","boot_binding":"none","devices":[]}`, size)),
+		"padding":         append(bytes.Repeat([]byte(" "), MaxReportSize), '{', '}'),
 	}
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) {

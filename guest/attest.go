@@ -39,13 +39,13 @@ func Attest(ctx context.Context, cfg *Config, ownerNonce []byte) (*evidence.Repo
 // AttestWith attests every device of cfg concurrently (one failing device
 // does not stop the others), then binds the evidence with att:
 //
-//  1. boot binding: att.Extend(EvidenceDigest(policy bytes), "devattest
+//  1. boot binding: att.Extend(EvidenceDigest(policy digest), "devattest
 //     policy") and then, for each device in order, att.Extend(
-//     evidence.EvidenceDigest(its evidence bytes), "devattest device
+//     evidence.EvidenceDigest(its bytes in the body), "devattest device
 //     LABEL"); SEV-SNP has no runtime register, recorded as
 //     evidence.BootBindingNoRegister;
-//  2. freshness binding: the platform report over
-//     evidence.UserData(ownerNonce, report.Evidence).
+//  2. freshness binding: the body is sealed and the platform report
+//     taken over its user data (evidence.Report.UserData).
 //
 // The report is returned even on error, with every failure recorded. The
 // error names each required device that failed and its step (a
@@ -70,48 +70,49 @@ func AttestWith(ctx context.Context, cfg *Config, att platform.Attester, ownerNo
 			failures = append(failures, err)
 		}
 	}
-	rep, err := evidence.NewReport(ownerNonce, devs)
-	if err != nil {
-		return nil, err
-	}
-	rep.PolicyDigest = PolicyDigest(cfg)
-	rep.Platform = evidence.Platform{Kind: string(att.Kind()), BootBinding: evidence.BootBindingExtended}
-
-	if err := bootBinding(ctx, att, rep); err != nil {
-		rep.Platform.BootBinding = evidence.BootBindingFailed
-		rep.Platform.Error = err.Error()
+	body := newBody(att, ownerNonce, PolicyDigest(cfg), devs)
+	if err := bootBinding(ctx, att, body); err != nil {
+		body.BootBinding, body.BootError = evidence.BootBindingFailed, err.Error()
 		failures = append(failures, fmt.Errorf("%w: boot binding: %w", ErrPlatform, err))
 	}
-	if err := platformReport(ctx, att, rep); err != nil {
-		if rep.Platform.Error == "" {
-			rep.Platform.Error = err.Error()
-		} else {
-			rep.Platform.Error += "; " + err.Error()
-		}
-		failures = append(failures, fmt.Errorf("%w: %w", ErrPlatform, err))
+	rep, err := sealReport(ctx, att, body)
+	if err != nil {
+		failures = append(failures, err)
 	}
-	rep.Created = time.Now().UTC()
 	return rep, errors.Join(failures...)
 }
 
-// bootBinding extends the runtime register with the policy digest and
-// each device's evidence digest.
-func bootBinding(ctx context.Context, att platform.Attester, rep *evidence.Report) error {
-	pd := evidence.EvidenceDigest(rep.PolicyDigest)
-	err := att.Extend(ctx, pd[:], "devattest policy")
-	if errors.Is(err, platform.ErrNoRuntimeRegister) {
-		rep.Platform.BootBinding = evidence.BootBindingNoRegister
-		return nil
+// newBody starts a body for att's platform.
+func newBody(att platform.Attester, ownerNonce, policyDigest []byte, devs []evidence.Device) *evidence.Body {
+	return &evidence.Body{
+		Nonce: append([]byte(nil), ownerNonce...), Platform: string(att.Kind()),
+		PolicyDigest: policyDigest, BootBinding: evidence.BootBindingExtended, Devices: devs,
 	}
+}
+
+// bootBinding extends the runtime register with the policy digest and
+// each device's bytes as the body will carry them, and records the
+// outcome in body.BootBinding.
+func bootBinding(ctx context.Context, att platform.Attester, body *evidence.Body) error {
+	devBytes, err := evidence.DeviceBytes(body.Devices)
 	if err != nil {
 		return err
 	}
-	for i, b := range rep.Evidence {
-		d := evidence.EvidenceDigest(b)
-		if err := att.Extend(ctx, d[:], "devattest device "+rep.Devices[i].Label); err != nil {
+	for i, d := range evidence.BootLog(body.PolicyDigest, devBytes) {
+		what := "devattest policy"
+		if i > 0 {
+			what = "devattest device " + body.Devices[i-1].Label
+		}
+		err := att.Extend(ctx, d, what)
+		if i == 0 && errors.Is(err, platform.ErrNoRuntimeRegister) {
+			body.BootBinding = evidence.BootBindingNoRegister
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 	}
+	body.BootBinding = evidence.BootBindingExtended
 	return nil
 }
 
@@ -120,15 +121,19 @@ func bootBinding(ctx context.Context, att platform.Attester, rep *evidence.Repor
 // of extending the runtime register again: the register already holds
 // those extends, and only their event log replays to it.
 func adoptBootBinding(att platform.Attester, boot *evidence.Report) (string, error) {
-	if boot.Platform.Kind != string(att.Kind()) {
-		return evidence.BootBindingFailed, fmt.Errorf("%w: the boot report is for platform %q, this one is %q", ErrPlatform, boot.Platform.Kind, att.Kind())
+	body := boot.ParsedBody()
+	if body == nil {
+		return evidence.BootBindingFailed, fmt.Errorf("%w: the boot report was not decoded", ErrPlatform)
 	}
-	switch boot.Platform.BootBinding {
+	if body.Platform != string(att.Kind()) {
+		return evidence.BootBindingFailed, fmt.Errorf("%w: the boot report is for platform %q, this one is %q", ErrPlatform, body.Platform, att.Kind())
+	}
+	switch body.BootBinding {
 	case evidence.BootBindingNoRegister, evidence.BootBindingNone:
-		return boot.Platform.BootBinding, nil
+		return body.BootBinding, nil
 	case evidence.BootBindingExtended:
 	default:
-		return evidence.BootBindingFailed, fmt.Errorf("%w: the boot attestation's binding is %q", ErrPlatform, boot.Platform.BootBinding)
+		return evidence.BootBindingFailed, fmt.Errorf("%w: the boot attestation's binding is %q", ErrPlatform, body.BootBinding)
 	}
 	var pr platform.Report
 	if err := pr.UnmarshalBinary(boot.Platform.Report); err != nil {
@@ -144,21 +149,39 @@ func adoptBootBinding(att platform.Attester, boot *evidence.Report) (string, err
 	return evidence.BootBindingExtended, nil
 }
 
-// platformReport takes the platform report over the report's user data.
-func platformReport(ctx context.Context, att platform.Attester, rep *evidence.Report) error {
-	pr, err := att.Report(ctx, evidence.UserData(rep.Nonce, rep.Evidence))
+// bootOf is what the report bound into the runtime register: its body's
+// boot section if it carries one (it was itself taken after boot), else
+// its own policy digest and devices.
+func bootOf(rep *evidence.Report) *evidence.Boot {
+	body := rep.ParsedBody()
+	if body.Boot != nil {
+		return body.Boot
+	}
+	b := &evidence.Boot{PolicyDigest: body.PolicyDigest}
+	for _, d := range body.DeviceBytes() {
+		b.Devices = append(b.Devices, d)
+	}
+	return b
+}
+
+// sealReport dates and seals body and takes the platform report over its
+// user data. On a platform failure the report is returned with the
+// failure in Platform.Error (outside the signed body) and an ErrPlatform.
+func sealReport(ctx context.Context, att platform.Attester, body *evidence.Body) (*evidence.Report, error) {
+	body.Created = time.Now().UTC()
+	rep, err := evidence.NewReport(body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	raw, err := pr.MarshalBinary()
+	pr, err := att.Report(ctx, rep.UserData())
+	if err == nil {
+		rep.Platform.Report, err = pr.MarshalBinary()
+	}
 	if err != nil {
-		return err
+		rep.Platform.Error = err.Error()
+		return rep, fmt.Errorf("%w: %w", ErrPlatform, err)
 	}
-	rep.Platform.Report = raw
-	for _, e := range pr.EventLog {
-		rep.Platform.EventLog = append(rep.Platform.EventLog, evidence.Event{Register: e.Register, Digest: e.Digest, Description: e.Description})
-	}
-	return nil
+	return rep, nil
 }
 
 // PolicyDigest is the digest of what the guest enforces: for each device

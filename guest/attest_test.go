@@ -103,7 +103,7 @@ func verifyReport(t *testing.T, rep *evidence.Report, roots *platform.SNPRoots) 
 	if err != nil {
 		t.Fatalf("strict decoding of the guest's report: %v", err)
 	}
-	ud := evidence.UserData(got.Nonce, got.Evidence)
+	ud := got.UserData()
 	var pr platform.Report
 	if err := pr.UnmarshalBinary(got.Platform.Report); err != nil {
 		t.Fatal(err)
@@ -114,9 +114,9 @@ func verifyReport(t *testing.T, rep *evidence.Report, roots *platform.SNPRoots) 
 	if err := vplatform.VerifySNP(pr.Raw, pr.Certs, roots, ud); err != nil {
 		t.Fatalf("VerifySNP: %v", err)
 	}
-	for _, d := range got.Devices {
+	for _, d := range got.ParsedBody().Devices {
 		if d.OK() {
-			verifyDeviceSignature(t, got.Nonce, d)
+			verifyDeviceSignature(t, got.ParsedBody().Nonce, d)
 		}
 	}
 	return got
@@ -168,24 +168,24 @@ func TestAttestTwoDevices(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AttestWith: %v", err)
 	}
-	if len(rep.Devices) != 2 {
-		t.Fatalf("%d devices", len(rep.Devices))
+	if len(rep.ParsedBody().Devices) != 2 {
+		t.Fatalf("%d devices", len(rep.ParsedBody().Devices))
 	}
-	for _, d := range rep.Devices {
+	for _, d := range rep.ParsedBody().Devices {
 		if !d.OK() || d.Session == nil || !d.Session.Ended || d.IDE == nil || d.IDE.KeySet != "K1" || len(d.Measurements.Blocks) == 0 {
 			t.Fatalf("device %s: %+v", d.Label, d)
 		}
 	}
-	if rep.Platform.Kind != "snp" || rep.Platform.BootBinding != evidence.BootBindingNoRegister {
+	if rep.ParsedBody().Platform != "snp" || rep.ParsedBody().BootBinding != evidence.BootBindingNoRegister {
 		t.Fatalf("platform %+v", rep.Platform)
 	}
 	got := verifyReport(t, rep, att.Roots())
-	// A flipped byte of the carried evidence breaks the binding.
-	ev := [][]byte{append([]byte(nil), got.Evidence[0]...), got.Evidence[1]}
-	ev[0][len(ev[0])/2] ^= 1
+	// A flipped byte of the body breaks the binding.
+	body := bytes.Clone(got.Body)
+	body[len(body)/2] ^= 1
 	var pr platform.Report
 	_ = pr.UnmarshalBinary(got.Platform.Report)
-	if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: att.Roots()}, evidence.UserData(got.Nonce, ev)); err == nil {
+	if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: att.Roots()}, evidence.UserData(got.BodyType, body)); err == nil {
 		t.Fatal("platform report verifies for altered evidence")
 	}
 }
@@ -210,7 +210,7 @@ func TestWrongAnchor(t *testing.T) {
 	if rep == nil {
 		t.Fatal("no report with the failure")
 	}
-	d0, d1 := rep.Devices[0], rep.Devices[1]
+	d0, d1 := rep.ParsedBody().Devices[0], rep.ParsedBody().Devices[1]
 	if d0.OK() || d0.Status != evidence.StatusFailed || d0.FailedStep != StepCertificate || d0.Measurements != nil {
 		t.Fatalf("device 0: %+v", d0)
 	}
@@ -239,8 +239,8 @@ func TestShimDown(t *testing.T) {
 		t.Fatalf("error names an optional device: %v", err)
 	}
 	for i, want := range []string{"", StepConnect, StepConnect} {
-		if rep.Devices[i].FailedStep != want || rep.Devices[i].OK() != (want == "") {
-			t.Fatalf("device %d: %+v", i, rep.Devices[i])
+		if rep.ParsedBody().Devices[i].FailedStep != want || rep.ParsedBody().Devices[i].OK() != (want == "") {
+			t.Fatalf("device %d: %+v", i, rep.ParsedBody().Devices[i])
 		}
 	}
 	verifyReport(t, rep, att.Roots())
@@ -258,8 +258,8 @@ func TestSameNonceTwice(t *testing.T) {
 		}
 		reps[i] = verifyReport(t, rep, att.Roots())
 	}
-	for i := range reps[0].Devices {
-		a, b := reps[0].Devices[i].Measurements, reps[1].Devices[i].Measurements
+	for i := range reps[0].ParsedBody().Devices {
+		a, b := reps[0].ParsedBody().Devices[i].Measurements, reps[1].ParsedBody().Devices[i].Measurements
 		if !bytes.Equal(a.Request, b.Request) {
 			t.Fatalf("device %d: the same owner nonce gave different requests", i)
 		}

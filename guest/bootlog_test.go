@@ -64,8 +64,8 @@ func TestDaemonAdoptsBootEventLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Platform.BootBinding != evidence.BootBindingExtended {
-		t.Fatalf("boot binding %q", rep.Platform.BootBinding)
+	if rep.ParsedBody().BootBinding != evidence.BootBindingExtended {
+		t.Fatalf("boot binding %q", rep.ParsedBody().BootBinding)
 	}
 	var pr platform.Report
 	if err := pr.UnmarshalBinary(rep.Platform.Report); err != nil {
@@ -75,7 +75,7 @@ func TestDaemonAdoptsBootEventLog(t *testing.T) {
 		t.Fatalf("daemon report carries %d events, want the boot's %d", len(pr.EventLog), 1+len(cfg.Devices))
 	}
 	anchors := vplatform.TrustAnchors{TDX: boot.Roots()}
-	if err := vplatform.VerifyReport(&pr, anchors, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
+	if err := vplatform.VerifyReport(&pr, anchors, rep.UserData()); err != nil {
 		t.Fatalf("the daemon's report does not verify with the boot event log: %v", err)
 	}
 	// A daemon of another platform kind refuses the boot report.

@@ -59,20 +59,20 @@ func TestBootBindingTPM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Platform.BootBinding != evidence.BootBindingExtended || len(rep.Platform.EventLog) != 3 {
-		t.Fatalf("platform: %+v", rep.Platform)
-	}
-	for i, b := range rep.Evidence {
-		d := evidence.EvidenceDigest(b)
-		if !bytes.Equal(rep.Platform.EventLog[i+1].Digest, d[:]) {
-			t.Fatalf("event %d is not the digest of device %d's evidence", i+1, i)
-		}
-	}
 	var pr platform.Report
 	if err := pr.UnmarshalBinary(rep.Platform.Report); err != nil {
 		t.Fatal(err)
 	}
-	if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{}, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
+	if rep.ParsedBody().BootBinding != evidence.BootBindingExtended || len(pr.EventLog) != 3 {
+		t.Fatalf("platform: %q, %d events", rep.ParsedBody().BootBinding, len(pr.EventLog))
+	}
+	for i, b := range rep.ParsedBody().DeviceBytes() {
+		d := evidence.EvidenceDigest(b)
+		if !bytes.Equal(pr.EventLog[i+1].Digest, d[:]) {
+			t.Fatalf("event %d is not the digest of device %d's evidence", i+1, i)
+		}
+	}
+	if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{}, rep.UserData()); err != nil {
 		t.Fatalf("VerifyReport: %v", err)
 	}
 }

@@ -22,10 +22,10 @@
 package guest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -348,7 +348,7 @@ func measurements(res *secchan.MeasurementsResult) *evidence.Measurements {
 		t := b.ValueType &^ 0x80
 		m.Blocks = append(m.Blocks, evidence.Block{
 			Index: b.Index, Type: secchan.MeasurementTypeName(t), TypeCode: t,
-			Raw: b.RawBitStream(), Value: hex.EncodeToString(b.Value),
+			Raw: b.RawBitStream(), Value: bytes.Clone(b.Value),
 		})
 	}
 	return m

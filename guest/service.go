@@ -20,6 +20,7 @@ package guest
 // serialized by platMu. Every device operation runs under a deadline.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -212,57 +213,42 @@ func (s *Service) Start(ctx context.Context, ownerNonce []byte) (*evidence.Repor
 			failures = append(failures, err)
 		}
 	}
-	rep, err := evidence.NewReport(ownerNonce, devs)
-	if err != nil {
-		return nil, err
-	}
-	rep.PolicyDigest = PolicyDigest(s.cfg)
-	rep.Platform = evidence.Platform{Kind: string(s.att.Kind()), BootBinding: evidence.BootBindingExtended}
+	body := newBody(s.att, ownerNonce, PolicyDigest(s.cfg), devs)
 	s.platMu.Lock()
 	if boot := s.bootReport; boot != nil {
 		bb, err := adoptBootBinding(s.att, boot)
-		rep.Platform.BootBinding = bb
+		body.BootBinding = bb
 		if err != nil {
-			rep.Platform.Error = err.Error()
+			body.BootError = err.Error()
 			failures = append(failures, fmt.Errorf("%w: boot binding: %w", ErrPlatform, err))
 		}
 		if bb == evidence.BootBindingExtended {
-			rep.Boot = bootOf(boot)
+			body.Boot = bootOf(boot)
 		}
-	} else if err := bootBinding(ctx, s.att, rep); err != nil {
-		rep.Platform.BootBinding = evidence.BootBindingFailed
-		rep.Platform.Error = err.Error()
+	} else if err := bootBinding(ctx, s.att, body); err != nil {
+		body.BootBinding, body.BootError = evidence.BootBindingFailed, err.Error()
 		failures = append(failures, fmt.Errorf("%w: boot binding: %w", ErrPlatform, err))
 	}
+	rep, err := sealReport(ctx, s.att, body)
 	s.platMu.Unlock()
-	s.mu.Lock()
-	s.bootBinding = rep.Platform.BootBinding
-	if s.bootBinding == evidence.BootBindingExtended {
-		s.boot = rep.Boot
-		if s.boot == nil {
-			s.boot = bootOf(rep)
-		}
+	if rep == nil {
+		return nil, err
 	}
-	s.mu.Unlock()
-	if err := s.platformReport(ctx, rep); err != nil {
+	if err != nil {
 		failures = append(failures, err)
 	}
-	s.log.Info("boot attestation done", "devices", len(devs), "boot_binding", rep.Platform.BootBinding, "failures", len(failures))
+	s.mu.Lock()
+	s.bootBinding = body.BootBinding
+	if s.bootBinding == evidence.BootBindingExtended {
+		s.boot = bootOf(rep)
+	}
+	s.mu.Unlock()
+	s.log.Info("boot attestation done", "devices", len(devs), "boot_binding", body.BootBinding, "failures", len(failures))
 
 	for _, d := range s.devs {
 		s.wg.Go(func() { s.loop(lctx, d) })
 	}
 	return rep, errors.Join(failures...)
-}
-
-// bootOf is what rep bound into the runtime register: its boot section if
-// it carries one (it was itself taken after boot), else its own policy
-// digest and evidence.
-func bootOf(rep *evidence.Report) *evidence.Boot {
-	if rep.Boot != nil {
-		return rep.Boot
-	}
-	return &evidence.Boot{PolicyDigest: rep.PolicyDigest, Evidence: rep.Evidence}
 }
 
 // Close stops the loops, ends every session and closes the attester if
@@ -315,20 +301,18 @@ func (s *Service) Report(ctx context.Context, ownerNonce []byte) (*evidence.Repo
 	for i, d := range s.devs {
 		devs[i].Events = d.pendingEvents()
 	}
-	rep, err := evidence.NewReport(ownerNonce, devs)
-	if err != nil {
-		return nil, err
-	}
-	rep.PolicyDigest = PolicyDigest(s.cfg)
 	s.mu.Lock()
 	bb, boot := s.bootBinding, s.boot
 	s.mu.Unlock()
+	body := newBody(s.att, ownerNonce, PolicyDigest(s.cfg), devs)
 	if bb == "" {
 		bb = evidence.BootBindingNone
 	}
-	rep.Platform = evidence.Platform{Kind: string(s.att.Kind()), BootBinding: bb}
-	rep.Boot = boot
-	if err := s.platformReport(ctx, rep); err != nil {
+	body.BootBinding, body.Boot = bb, boot
+	s.platMu.Lock()
+	rep, err := sealReport(ctx, s.att, body)
+	s.platMu.Unlock()
+	if err != nil {
 		return rep, err
 	}
 	for i, d := range s.devs {
@@ -358,21 +342,6 @@ func (s *Service) Unhealthy() []string {
 		}
 	}
 	return out
-}
-
-func (s *Service) platformReport(ctx context.Context, rep *evidence.Report) error {
-	s.platMu.Lock()
-	defer s.platMu.Unlock()
-	if err := platformReport(ctx, s.att, rep); err != nil {
-		if rep.Platform.Error == "" {
-			rep.Platform.Error = err.Error()
-		} else {
-			rep.Platform.Error += "; " + err.Error()
-		}
-		return fmt.Errorf("%w: %w", ErrPlatform, err)
-	}
-	rep.Created = time.Now().UTC()
-	return nil
 }
 
 // measureAll measures every device concurrently with ownerNonce.
@@ -634,6 +603,10 @@ func (d *device) reported(n int) {
 
 // compareBlocks describes how cur differs from last (nil last: no
 // comparison).
+func sameBlock(a, b evidence.Block) bool {
+	return a.Index == b.Index && a.Type == b.Type && a.TypeCode == b.TypeCode && a.Raw == b.Raw && bytes.Equal(a.Value, b.Value)
+}
+
 func compareBlocks(last, cur []evidence.Block) []string {
 	if last == nil {
 		return nil
@@ -648,7 +621,7 @@ func compareBlocks(last, cur []evidence.Block) []string {
 		switch {
 		case !ok:
 			out = append(out, fmt.Sprintf("measurement index %d appeared", b.Index))
-		case p != b:
+		case !sameBlock(p, b):
 			out = append(out, fmt.Sprintf("measurement index %d changed", b.Index))
 		}
 		delete(prev, b.Index)

@@ -171,10 +171,10 @@ func fetchReport(t *testing.T, c *http.Client, roots *platform.SNPRoots, nonce [
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(rep.Nonce, nonce) {
-		t.Fatalf("report nonce %x, want %x", rep.Nonce, nonce)
+	if !bytes.Equal(rep.ParsedBody().Nonce, nonce) {
+		t.Fatalf("report nonce %x, want %x", rep.ParsedBody().Nonce, nonce)
 	}
-	for _, d := range rep.Devices {
+	for _, d := range rep.ParsedBody().Devices {
 		if !d.OK() || d.Measurements == nil || !d.Measurements.InSession {
 			t.Fatalf("device %s not ok in report: %s %s", d.Label, d.FailedStep, d.Error)
 		}
@@ -190,8 +190,8 @@ func TestServiceReport(t *testing.T) {
 		t.Fatal(bootErr)
 	}
 	verifyReport(t, boot, att.Roots())
-	if boot.Platform.BootBinding != evidence.BootBindingNoRegister {
-		t.Fatalf("boot binding %q", boot.Platform.BootBinding)
+	if boot.ParsedBody().BootBinding != evidence.BootBindingNoRegister {
+		t.Fatalf("boot binding %q", boot.ParsedBody().BootBinding)
 	}
 
 	for _, st := range devicesOf(t, c) {
@@ -204,13 +204,13 @@ func TestServiceReport(t *testing.T) {
 	}
 
 	rep := fetchReport(t, c, att.Roots(), bytes.Repeat([]byte{0x42}, 16))
-	if rep.Platform.Kind != "snp" || len(rep.Devices) != 2 {
+	if rep.ParsedBody().Platform != "snp" || len(rep.ParsedBody().Devices) != 2 {
 		t.Fatalf("report %+v", rep.Platform)
 	}
 	// The report ran inside the boot sessions: no new session.
-	for i, d := range rep.Devices {
-		if d.Session.ID != boot.Devices[i].Session.ID || d.Session.Ended {
-			t.Fatalf("%s: session %+v, boot session %+v", d.Label, d.Session, boot.Devices[i].Session)
+	for i, d := range rep.ParsedBody().Devices {
+		if d.Session.ID != boot.ParsedBody().Devices[i].Session.ID || d.Session.Ended {
+			t.Fatalf("%s: session %+v, boot session %+v", d.Label, d.Session, boot.ParsedBody().Devices[i].Session)
 		}
 	}
 
@@ -234,7 +234,7 @@ func TestServiceReport(t *testing.T) {
 				return
 			}
 			rep, err := evidence.Unmarshal(body)
-			if err != nil || !bytes.Equal(rep.Nonce, nonce) {
+			if err != nil || !bytes.Equal(rep.ParsedBody().Nonce, nonce) {
 				t.Errorf("concurrent report %d: %v", i, err)
 				return
 			}
@@ -243,10 +243,10 @@ func TestServiceReport(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: att.Roots()}, evidence.UserData(rep.Nonce, rep.Evidence)); err != nil {
+			if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: att.Roots()}, rep.UserData()); err != nil {
 				t.Errorf("concurrent report %d: %v", i, err)
 			}
-			for _, d := range rep.Devices {
+			for _, d := range rep.ParsedBody().Devices {
 				want := SPDMNonce(d.Label, nonce)
 				if !d.OK() || !bytes.Equal(d.Measurements.Nonce, want[:]) {
 					t.Errorf("concurrent report %d: %s: %s %s", i, d.Label, d.Status, d.Error)
@@ -276,31 +276,31 @@ func TestServiceResetAndChange(t *testing.T) {
 		t.Fatalf("dev1 should be untouched: %+v", st)
 	}
 	rep := fetchReport(t, c, att.Roots(), bytes.Repeat([]byte{7}, 32))
-	if rep.Devices[0].Session.ID == boot.Devices[0].Session.ID && svc.Devices()[0].Sessions < 2 {
+	if rep.ParsedBody().Devices[0].Session.ID == boot.ParsedBody().Devices[0].Session.ID && svc.Devices()[0].Sessions < 2 {
 		t.Fatalf("dev0 still on the boot session")
 	}
 	// The next report carries the events, bound in the evidence bytes, and
 	// the report after it does not repeat them.
-	if !reportHasEvent(rep.Devices[0], EventSessionLost) || !reportHasEvent(rep.Devices[0], EventReestablished) {
-		t.Fatalf("the report after the reset lacks its events: %+v", rep.Devices[0].Events)
+	if !reportHasEvent(rep.ParsedBody().Devices[0], EventSessionLost) || !reportHasEvent(rep.ParsedBody().Devices[0], EventReestablished) {
+		t.Fatalf("the report after the reset lacks its events: %+v", rep.ParsedBody().Devices[0].Events)
 	}
-	if reportHasEvent(rep.Devices[1], EventSessionLost) {
-		t.Fatalf("dev1's report entry has a lost session it did not have: %+v", rep.Devices[1].Events)
+	if reportHasEvent(rep.ParsedBody().Devices[1], EventSessionLost) {
+		t.Fatalf("dev1's report entry has a lost session it did not have: %+v", rep.ParsedBody().Devices[1].Events)
 	}
 	again := fetchReport(t, c, att.Roots(), bytes.Repeat([]byte{8}, 32))
-	if reportHasEvent(again.Devices[0], EventSessionLost) {
-		t.Fatalf("a second report repeats events already reported: %+v", again.Devices[0].Events)
+	if reportHasEvent(again.ParsedBody().Devices[0], EventSessionLost) {
+		t.Fatalf("a second report repeats events already reported: %+v", again.ParsedBody().Devices[0].Events)
 	}
 
 	// A measurement change is an event.
-	idx := boot.Devices[1].Measurements.Blocks[0].Index
+	idx := boot.ParsedBody().Devices[1].Measurements.Blocks[0].Index
 	if err := b.meas.Set(idx, bytes.Repeat([]byte{0xee}, 32)); err != nil {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf("measurement index %d changed", idx)
 	waitFor(t, "the change event", func() bool { return hasEvent(svc.Devices()[1], EventChanged, want) })
-	if changed := fetchReport(t, c, att.Roots(), bytes.Repeat([]byte{9}, 32)); !reportHasEvent(changed.Devices[1], EventChanged) {
-		t.Fatalf("the report after the change lacks it: %+v", changed.Devices[1].Events)
+	if changed := fetchReport(t, c, att.Roots(), bytes.Repeat([]byte{9}, 32)); !reportHasEvent(changed.ParsedBody().Devices[1], EventChanged) {
+		t.Fatalf("the report after the change lacks it: %+v", changed.ParsedBody().Devices[1].Events)
 	}
 	for _, st := range devicesOf(t, c) {
 		if st.Status != evidence.StatusOK {
@@ -316,8 +316,8 @@ func TestServiceDeviceDown(t *testing.T) {
 	if bootErr == nil || !strings.Contains(bootErr.Error(), "dev1") {
 		t.Fatalf("boot error %v, want dev1 named", bootErr)
 	}
-	if !boot.Devices[0].OK() || boot.Devices[1].FailedStep != StepConnect {
-		t.Fatalf("boot devices %+v", boot.Devices)
+	if !boot.ParsedBody().Devices[0].OK() || boot.ParsedBody().Devices[1].FailedStep != StepConnect {
+		t.Fatalf("boot devices %+v", boot.ParsedBody().Devices)
 	}
 	sts := devicesOf(t, c)
 	if sts[0].Status != evidence.StatusOK || sts[1].Status != evidence.StatusFailed || sts[1].FailedStep != StepConnect || !hasEvent(sts[1], EventFailed, StepConnect) {
@@ -335,8 +335,8 @@ func TestServiceDeviceDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.Devices[0].OK() || rep.Devices[1].OK() {
-		t.Fatalf("report devices %+v", rep.Devices)
+	if !rep.ParsedBody().Devices[0].OK() || rep.ParsedBody().Devices[1].OK() {
+		t.Fatalf("report devices %+v", rep.ParsedBody().Devices)
 	}
 	verifyReport(t, rep, att.Roots())
 
@@ -349,7 +349,7 @@ func TestServiceDeviceDown(t *testing.T) {
 }
 
 func TestCompareBlocks(t *testing.T) {
-	b := func(i uint8, v string) evidence.Block { return evidence.Block{Index: i, Value: v} }
+	b := func(i uint8, v string) evidence.Block { return evidence.Block{Index: i, Value: []byte(v)} }
 	got := compareBlocks([]evidence.Block{b(1, "aa"), b(2, "bb"), b(3, "cc")}, []evidence.Block{b(1, "aa"), b(2, "b0"), b(4, "dd")})
 	want := []string{"measurement index 2 changed", "measurement index 4 appeared", "measurement index 3 disappeared"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -386,7 +386,7 @@ func TestServiceResetRekeysIDE(t *testing.T) {
 	if bootErr != nil {
 		t.Fatal(bootErr)
 	}
-	if x := boot.Devices[0].IDE; x == nil || x.KeySet != "K1" {
+	if x := boot.ParsedBody().Devices[0].IDE; x == nil || x.KeySet != "K1" {
 		t.Fatalf("boot IDE %+v", x)
 	}
 	a.vf.Reset()
@@ -395,7 +395,7 @@ func TestServiceResetRekeysIDE(t *testing.T) {
 		return st.Status == evidence.StatusOK && st.Sessions >= 2
 	})
 	rep := fetchReport(t, c, att.Roots(), bytes.Repeat([]byte{3}, 32))
-	if x := rep.Devices[0].IDE; x == nil || x.KeySet != "K1" {
+	if x := rep.ParsedBody().Devices[0].IDE; x == nil || x.KeySet != "K1" {
 		t.Fatalf("IDE after the reset %+v", x)
 	}
 }

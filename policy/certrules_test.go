@@ -85,13 +85,17 @@ func TestCheckDeviceCertRules(t *testing.T) {
 			}
 		})
 	}
-	t.Run("absent keeps today's behaviour", func(t *testing.T) {
+	t.Run("absent means the default rules", func(t *testing.T) {
 		a := attestDevice(t)
 		p := loadPolicy(t, a.dir, fullRule(a))
+		ran := false
 		for _, r := range p.CheckDevice(a.dev, a.nonce) {
 			if r.Check == policy.CheckCertRules {
-				t.Fatalf("certificate rules checked without a certificates block: %+v", r)
+				ran = r.OK
 			}
+		}
+		if !ran {
+			t.Fatal("the default certificate rules did not run, or refused devsim's leaf")
 		}
 	})
 	t.Run("chain does not parse", func(t *testing.T) {
@@ -182,9 +186,22 @@ func TestValidatorCertRules(t *testing.T) {
 			"leaf_not_ca: the leaf \"CN=synthetic 2\" has no basic constraints"},
 		// crypto/x509 already refuses a non-CA signer on the path; the
 		// rule also covers every other certificate the chain carries.
+		// A certificate that is not on the verified path is refused by
+		// the anchor check itself, rule or no rule.
 		{"stray non-CA certificate", ca, ca, leaf, "intermediates_ca",
-			"intermediates_ca: certificate 2 \"CN=stray\" is not a CA"},
+			"(\"CN=stray\") that is not on the path to the trust anchor"},
 	}
+	// Finding 8 of issue 14: without a certificates block a CA leaf
+	// with only keyCertSign passed.
+	t.Run("CA leaf refused without a certificates block", func(t *testing.T) {
+		dir := t.TempDir()
+		chain := syntheticChain(t, dir, ca, ca, certSpec{ca: true, bcValid: true, ku: x509.KeyUsageCertSign})
+		p := loadPolicy(t, dir, "  - label: \"x\"\n    trust_anchors: [synth-root.pem]\n")
+		err := p.Validator("x").ValidateChain(chain, crypto.SHA384)
+		if !errors.Is(err, secchan.ErrCertChain) || !strings.Contains(err.Error(), "leaf_not_ca") || !strings.Contains(err.Error(), "digitalSignature") {
+			t.Fatalf("ValidateChain = %v, want the default rules to refuse a CA leaf without digitalSignature", err)
+		}
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -203,7 +220,10 @@ func TestValidatorCertRules(t *testing.T) {
 			if !errors.Is(err, secchan.ErrCertChain) || !strings.Contains(err.Error(), tc.reason) {
 				t.Fatalf("ValidateChain: %v, want ErrCertChain saying %q", err, tc.reason)
 			}
-			// The same chain passes when the rule is off: today's behaviour.
+			if tc.name == "stray non-CA certificate" {
+				return
+			}
+			// The same chain passes when the rule is off.
 			off := loadPolicy(t, dir, strings.Replace(rules, tc.rule+": true", tc.rule+": false", 1))
 			if err := off.Validator("x").ValidateChain(chain, crypto.SHA384); err != nil {
 				t.Fatalf("with %s off: %v", tc.rule, err)

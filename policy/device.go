@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,7 @@ const (
 	CheckReference   = "reference measurements"
 	CheckSession     = "session"
 	CheckIDE         = "ide"
+	CheckEvents      = "events"
 	spdmNonceLabel   = "devattest spdm nonce/1\x00"
 )
 
@@ -109,12 +111,17 @@ func (r *DeviceRule) anchorValidator() *secchan.AnchorValidator {
 	return v
 }
 
+// DefaultCertRules apply to a rule without a certificates block: an SPDM
+// responder's leaf signs, so it must be an end entity with the
+// digitalSignature key usage (DSP0274 §10.7.2's leaf profile).
+var DefaultCertRules = CertRules{LeafKeyUsageDigitalSignature: true, LeafNotCA: true}
+
 // checkCertRules applies the rule's certificates block (but not
 // validity_time, which anchorValidator applies) to a parsed chain.
 func (r *DeviceRule) checkCertRules(chain *secchan.CertChain, h crypto.Hash) error {
 	c := r.Certificates
 	if c == nil {
-		return nil
+		c = &DefaultCertRules
 	}
 	var bad []string
 	if c.MaxChainLength > 0 {
@@ -275,17 +282,13 @@ func (c *deviceCheck) run(ownerNonce []byte) {
 		if r.Pin != nil {
 			c.result(CheckPin, r.checkPin(chain))
 		}
-		if r.Certificates != nil {
-			c.result(CheckCertRules, r.checkCertRules(chain, n.h))
-		}
+		c.result(CheckCertRules, r.checkCertRules(chain, n.h))
 	} else {
 		c.fail(CheckAnchors, "not checked: the chain does not parse")
 		if r.Pin != nil {
 			c.fail(CheckPin, "not checked: the chain does not parse")
 		}
-		if r.Certificates != nil {
-			c.fail(CheckCertRules, "not checked: the chain does not parse")
-		}
+		c.fail(CheckCertRules, "not checked: the chain does not parse")
 	}
 
 	var req secchan.GetMeasurements
@@ -472,70 +475,119 @@ func (c *deviceCheck) compareBlocks(rsp *secchan.Measurements, n negotiated) err
 			return fmt.Errorf("block %d: index %d, signed %d", i, g.Index, s.Index)
 		case g.TypeCode != t || g.Raw != s.RawBitStream() || g.Type != secchan.MeasurementTypeName(t):
 			return fmt.Errorf("block %d: type differs from the signed one", g.Index)
-		case !strings.EqualFold(g.Value, hex.EncodeToString(s.Value)):
-			return fmt.Errorf("block %d: value %s, signed %x", g.Index, g.Value, s.Value)
+		case !bytes.Equal(g.Value, s.Value):
+			return fmt.Errorf("block %d: value %x, signed %x", g.Index, []byte(g.Value), s.Value)
 		}
 	}
 	return nil
 }
 
 func (c *deviceCheck) checkReference() {
-	if len(c.rule.ReferenceMeasurements) == 0 {
+	refs := c.rule.ReferenceMeasurements
+	if len(refs) == 0 {
+		c.pass(CheckReference, "skipped: the policy lists no reference measurements (any value accepted)")
 		return
 	}
 	values := map[uint8][]byte{}
 	for _, b := range c.d.Measurements.Blocks {
-		v, err := hex.DecodeString(b.Value)
-		if err == nil {
-			values[b.Index] = v
-		}
+		values[b.Index] = b.Value
 	}
-	var bad []string
-	for _, ref := range c.rule.ReferenceMeasurements {
+	var bad, good []string
+	for _, ref := range refs {
 		v, ok := values[ref.Index]
 		switch {
 		case !ok:
-			bad = append(bad, fmt.Sprintf("block %d missing", ref.Index))
+			bad = append(bad, fmt.Sprintf("block %d missing (expected %s)", ref.Index, hexList(ref.Digest)))
 		case !ref.Digest.Contains(v):
-			bad = append(bad, fmt.Sprintf("block %d is %x, not a reference value", ref.Index, v))
+			bad = append(bad, fmt.Sprintf("block %d: expected %s, seen %x", ref.Index, hexList(ref.Digest), v))
+		default:
+			good = append(good, fmt.Sprintf("block %d = %x", ref.Index, v))
 		}
 	}
 	if len(bad) > 0 {
 		c.fail(CheckReference, strings.Join(bad, "; "))
 		return
 	}
-	c.pass(CheckReference, fmt.Sprintf("%d blocks match", len(c.rule.ReferenceMeasurements)))
+	c.pass(CheckReference, strings.Join(good, "; "))
+}
+
+// hexList spells accepted values for a reason line.
+func hexList(l HexList) string {
+	parts := make([]string, len(l))
+	for i, v := range l {
+		parts[i] = hex.EncodeToString(v)
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return "one of " + strings.Join(parts, ", ")
 }
 
 func (c *deviceCheck) checkSessionIDE() {
-	d := c.d
-	if c.rule.RequireSession {
-		switch {
-		case d.Session == nil:
-			c.fail(CheckSession, "required, but no secure session")
-		case !d.Measurements.InSession:
-			c.fail(CheckSession, "required, but the measurements were not taken in the session")
-		case !d.Session.Ended:
-			c.fail(CheckSession, "the session was not ended cleanly")
-		default:
-			c.pass(CheckSession, fmt.Sprintf("session 0x%08x, %s", d.Session.ID, d.Session.AEAD))
+	d, r := c.d, c.rule
+	switch {
+	case !r.RequireSession:
+		c.pass(CheckSession, "skipped: the policy does not require a secure session")
+	case d.Session == nil:
+		c.fail(CheckSession, "required, but no secure session")
+	case !d.Measurements.InSession:
+		c.fail(CheckSession, "required, but the measurements were not taken in the session")
+	case !d.Session.Ended:
+		c.fail(CheckSession, "the session was not ended cleanly")
+	default:
+		c.pass(CheckSession, fmt.Sprintf("session 0x%08x, %s", d.Session.ID, d.Session.AEAD))
+	}
+	if !r.RequireIDE {
+		c.pass(CheckIDE, "skipped: the policy does not require IDE")
+	} else {
+		c.result(CheckIDE, checkIDE(d.IDE, r.AllowSimulatedRootPort))
+		if d.IDE != nil && d.IDE.KeySet != "" && c.out[len(c.out)-1].OK {
+			c.out[len(c.out)-1].Reason = fmt.Sprintf("stream %d, key set %s, root port: %s", d.IDE.Stream, d.IDE.KeySet, d.IDE.RootPort)
 		}
 	}
-	if c.rule.RequireIDE {
-		switch {
-		case d.IDE == nil:
-			c.fail(CheckIDE, "required, but IDE was not keyed")
-		case d.IDE.KeySet == "":
-			c.fail(CheckIDE, "required, but no key set went live")
-		default:
-			for _, s := range d.IDE.Steps {
-				if strings.HasPrefix(s.Result, "failed") {
-					c.fail(CheckIDE, fmt.Sprintf("step %s %s", s.Name, s.Result))
-					return
-				}
-			}
-			c.pass(CheckIDE, fmt.Sprintf("stream %d, key set %s", d.IDE.Stream, d.IDE.KeySet))
+	c.checkEvents()
+}
+
+func checkIDE(ide *evidence.IDE, allowSimulated bool) error {
+	switch {
+	case ide == nil:
+		return errors.New("required, but IDE was not keyed")
+	case ide.KeySet == "":
+		return errors.New("required, but no key set went live")
+	case ide.RootPort == "":
+		return errors.New("required, but the report does not say who programmed the root port")
+	case ide.RootPort == evidence.RootPortSimulated && !allowSimulated:
+		return errors.New("the root port's half of the stream is the simulated link, which encrypts nothing on a real bus (allow_simulated_root_port: true for tests)")
+	}
+	for _, s := range ide.Steps {
+		if strings.HasPrefix(s.Result, "failed") {
+			return fmt.Errorf("step %s %s", s.Name, s.Result)
 		}
+	}
+	return nil
+}
+
+// EventAttested is the one device event kind a rule accepts without
+// naming it: a measurement that went as expected.
+const EventAttested = "attested"
+
+// checkEvents judges what happened to the device since its previous
+// report: every event kind other than EventAttested must be listed in the
+// rule's allow_events.
+func (c *deviceCheck) checkEvents() {
+	var bad []string
+	for _, e := range c.d.Events {
+		if e.Kind != EventAttested && !slices.Contains(c.rule.AllowEvents, e.Kind) {
+			bad = append(bad, fmt.Sprintf("%s at %s: %s", e.Kind, e.Time.Format(time.RFC3339), e.Message))
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		c.fail(CheckEvents, fmt.Sprintf("%d events the policy does not allow (allow_events): %s", len(bad), strings.Join(bad, "; ")))
+	case len(c.d.Events) == 0:
+		c.pass(CheckEvents, "no events since the previous report")
+	default:
+		c.pass(CheckEvents, fmt.Sprintf("%d allowed events", len(c.d.Events)))
 	}
 }
 

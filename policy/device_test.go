@@ -38,7 +38,7 @@ func loadPolicy(t *testing.T, dir, rule string) *policy.Policy {
 func fullRule(a attested) string {
 	var refs strings.Builder
 	for _, b := range a.dev.Measurements.Blocks {
-		fmt.Fprintf(&refs, "      - index: %d\n        digest: [%s]\n", b.Index, b.Value)
+		fmt.Fprintf(&refs, "      - index: %d\n        digest: [%x]\n", b.Index, []byte(b.Value))
 	}
 	return fmt.Sprintf(`  - label: %q
     trust_anchors: [vf-root.pem]
@@ -51,6 +51,7 @@ func fullRule(a attested) string {
     reference_measurements:
 %s    require_session: true
     require_ide: true
+    allow_simulated_root_port: true
 `, a.dev.Label, leafPin(a), sha256.Sum256(a.dev.CertChain), refs.String())
 }
 
@@ -141,10 +142,10 @@ func TestCheckDeviceRules(t *testing.T) {
 			return strings.Replace(s, hex.EncodeToString(d[:]), strings.Repeat("cd", 32), 1)
 		}, nil, []string{policy.CheckPin}},
 		{"reference value", func(s string) string {
-			return strings.Replace(s, a.dev.Measurements.Blocks[1].Value, strings.Repeat("11", 48), 1)
+			return strings.Replace(s, a.dev.Measurements.Blocks[1].Value.String(), strings.Repeat("11", 48), 1)
 		}, nil, []string{policy.CheckReference}},
 		{"reference rolling update", func(s string) string {
-			v := a.dev.Measurements.Blocks[1].Value
+			v := a.dev.Measurements.Blocks[1].Value.String()
 			return strings.Replace(s, "["+v+"]", "["+strings.Repeat("11", 48)+", "+v+"]", 1)
 		}, nil, nil},
 		{"reference block missing", func(s string) string {
@@ -158,6 +159,22 @@ func TestCheckDeviceRules(t *testing.T) {
 		{"ide no key set", nil, func(d *evidence.Device) { d.IDE.KeySet = "" }, []string{policy.CheckIDE}},
 		{"ide not required", func(s string) string { return strings.Replace(s, "require_ide: true", "require_ide: false", 1) },
 			func(d *evidence.Device) { d.IDE = nil }, nil},
+		// Finding 6: require_ide was met by the simulated root port.
+		{"ide on the simulated root port", func(s string) string { return strings.Replace(s, "    allow_simulated_root_port: true\n", "", 1) },
+			nil, []string{policy.CheckIDE}},
+		{"ide root port unnamed", nil, func(d *evidence.Device) { d.IDE.RootPort = "" }, []string{policy.CheckIDE}},
+		// Finding 6: device events were never judged.
+		{"measurement changed event", nil, func(d *evidence.Device) {
+			d.Events = []evidence.DeviceEvent{{Kind: "measurement changed", Message: "index 2 changed"}}
+		}, []string{policy.CheckEvents}},
+		{"session lost event", nil, func(d *evidence.Device) {
+			d.Events = []evidence.DeviceEvent{{Kind: "attested"}, {Kind: "session lost", Message: "reset"}}
+		}, []string{policy.CheckEvents}},
+		{"events the rule allows", func(s string) string {
+			return s + "    allow_events: [session lost, re-established]\n"
+		}, func(d *evidence.Device) {
+			d.Events = []evidence.DeviceEvent{{Kind: "attested"}, {Kind: "session lost"}, {Kind: "re-established"}}
+		}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -185,9 +202,9 @@ func TestCheckDeviceMutations(t *testing.T) {
 		fails []string
 	}{
 		{"block value", func(d *evidence.Device, _ *[]byte) {
-			v := []byte(d.Measurements.Blocks[0].Value)
-			v[0] = map[bool]byte{true: '0', false: '1'}[v[0] == '1']
-			d.Measurements.Blocks[0].Value = string(v)
+			v := bytes.Clone(d.Measurements.Blocks[0].Value)
+			v[0] ^= 1
+			d.Measurements.Blocks[0].Value = v
 		}, []string{policy.CheckBlocks, policy.CheckReference}},
 		{"block value in the signed response", func(d *evidence.Device, _ *[]byte) {
 			r := d.Measurements.Response
@@ -277,4 +294,39 @@ func TestValidator(t *testing.T) {
 		t.Errorf("wrong anchors: %v", err)
 	}
 	var _ []*x509.Certificate = p.Devices[0].Anchors()
+}
+
+// TestCarriedRootMutations: finding 3 of issue 14. Every byte of the
+// root certificate a device carries is checked: a mutation anywhere in it
+// either stops the chain from parsing or leaves a certificate that is not
+// on the path to the anchor. (Before, 193 of ~39k random single-byte
+// mutations passed, all inside the carried root.) The rule has no chain
+// pin, which would hide the gap.
+func TestCarriedRootMutations(t *testing.T) {
+	a := attestDevice(t)
+	rule := fullRule(a)
+	i := strings.Index(rule, "      chain_sha256:")
+	j := strings.Index(rule[i:], "\n")
+	rule = rule[:i] + rule[i+j+1:]
+	p := loadPolicy(t, a.dir, rule)
+	const start = 4 + 48 // header and a SHA-384 RootHash
+	c := a.dev.CertChain
+	if c[start] != 0x30 || c[start+1] != 0x82 {
+		t.Fatalf("the chain does not start with a DER certificate: % x", c[start:start+4])
+	}
+	end := start + 4 + int(c[start+2])<<8 | int(c[start+3])
+	if rs := p.CheckDevice(a.dev, a.nonce); len(failed(rs)) != 0 {
+		t.Fatalf("the honest device fails: %v", failed(rs))
+	}
+	passed := 0
+	for pos := start; pos < end; pos++ {
+		d := a.dev
+		d.CertChain = bytes.Clone(c)
+		d.CertChain[pos] ^= 0x01
+		if len(failed(p.CheckDevice(d, a.nonce))) == 0 {
+			passed++
+			t.Errorf("flipping byte %d of the carried root (offset %d in the certificate) passes", pos, pos-start)
+		}
+	}
+	t.Logf("%d mutations of the carried root, %d passed", end-start, passed)
 }

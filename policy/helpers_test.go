@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -69,7 +70,7 @@ func attestDevice(t *testing.T) attested {
 		t.Fatal(attestErr)
 	}
 	a := attestRes
-	b, err := evidence.DeviceEvidenceBytes(a.dev)
+	b, err := json.Marshal(a.dev)
 	if err != nil {
 		t.Fatal(err)
 	}

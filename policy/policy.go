@@ -77,8 +77,15 @@ type DeviceRule struct {
 	ReferenceMeasurements []ReferenceMeasurement `yaml:"reference_measurements"`
 	// RequireSession requires a secure session that was ended cleanly.
 	RequireSession bool `yaml:"require_session"`
-	// RequireIDE requires IDE keys programmed and a key set in use.
-	RequireIDE bool `yaml:"require_ide"`
+	// RequireIDE requires IDE keys programmed and a key set in use, with
+	// the root port's half programmed by something other than the
+	// simulated link unless AllowSimulatedRootPort.
+	RequireIDE             bool `yaml:"require_ide"`
+	AllowSimulatedRootPort bool `yaml:"allow_simulated_root_port"`
+	// AllowEvents lists the device event kinds ("measurement changed",
+	// "session lost", "re-established", "failed") a report may carry for
+	// this device; "attested" is always allowed, any other fails.
+	AllowEvents []string `yaml:"allow_events"`
 	// Certificates are rules on the certificate chain beyond reaching a
 	// trust anchor; absent, only the anchors (at the current time) and
 	// the pin are checked.

@@ -1,78 +1,12 @@
 package policy_test
 
 import (
-	"bytes"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/devattest/devattest/evidence"
+	"github.com/devattest/devattest/guest/platform"
 	"github.com/devattest/devattest/policy"
-)
-
-// okPlatform is a platform verifier that accepts and records what it saw.
-func okPlatform(saw *[64]byte) policy.PlatformVerifier {
-	return func(rep *evidence.Report, ud [64]byte) []policy.Result {
-		*saw = ud
-		return []policy.Result{{Device: policy.SubjectPlatform, Check: policy.CheckPlatform, OK: true}}
-	}
-}
-
-func testReport(t *testing.T, a attested, kind string) *evidence.Report {
-	t.Helper()
-	rep, err := evidence.NewReport(a.nonce, []evidence.Device{a.dev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep.PolicyDigest = []byte("guest policy digest")
-	rep.Created = time.Now()
-	rep.Platform = evidence.Platform{Kind: kind, BootBinding: evidence.BootBindingNoRegister}
-	if kind != policy.KindSNP {
-		rep.Platform.BootBinding = evidence.BootBindingExtended
-		for _, d := range policy.BootLog(rep) {
-			rep.Platform.EventLog = append(rep.Platform.EventLog, evidence.Event{Register: 3, Digest: d})
-		}
-	}
-	return rep
-}
-
-// withBoot turns rep into a report taken after boot: its boot section is
-// its own evidence with change applied to each device, and the event log
-// is that boot section's.
-func withBoot(t *testing.T, rep *evidence.Report, change func(*evidence.Device)) {
-	t.Helper()
-	rep.Boot = &evidence.Boot{PolicyDigest: bytes.Clone(rep.PolicyDigest)}
-	for _, d := range rep.Devices {
-		change(&d)
-		b, err := evidence.DeviceEvidenceBytes(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep.Boot.Evidence = append(rep.Boot.Evidence, b)
-	}
-	relog(rep)
-}
-
-// relog rewrites rep's event log from policy.BootLog.
-func relog(rep *evidence.Report) {
-	rep.Platform.EventLog = nil
-	for _, d := range policy.BootLog(rep) {
-		rep.Platform.EventLog = append(rep.Platform.EventLog, evidence.Event{Register: 3, Digest: d})
-	}
-}
-
-func platformPolicy(t *testing.T, a attested, platformYAML string) *policy.Policy {
-	t.Helper()
-	p, err := policy.Parse([]byte("devices:\n"+fullRule(a)+platformYAML), a.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-const (
-	snpYAML = "platform:\n  kind: snp\n  snp:\n    measurement: [" + "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" + "]\n"
-	tdxYAML = "platform:\n  kind: tdx\n  tdx:\n    mrtd: [" + "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000" + "]\n"
 )
 
 func wantVerdict(t *testing.T, v policy.Verdict, fails ...string) {
@@ -94,110 +28,216 @@ func wantVerdict(t *testing.T, v policy.Verdict, fails ...string) {
 	}
 }
 
-func TestVerify(t *testing.T) {
-	tests := []struct {
-		name     string
-		platform string
-		kind     string
-		mut      func(*evidence.Report, *[]byte)
-		pv       func(*[64]byte) policy.PlatformVerifier
-		fails    []string
-	}{
-		{name: "snp passes", platform: snpYAML, kind: "snp"},
-		{name: "tdx passes", platform: tdxYAML, kind: "tdx"},
-		{name: "no nonce", platform: snpYAML, kind: "snp", mut: func(_ *evidence.Report, n *[]byte) { *n = nil },
-			fails: []string{policy.CheckOwnerNonce}},
-		{name: "wrong nonce", platform: snpYAML, kind: "snp", mut: func(_ *evidence.Report, n *[]byte) { *n = []byte("stale") },
-			fails: []string{policy.CheckOwnerNonce}},
-		{name: "report nonce replaced", platform: snpYAML, kind: "snp", mut: func(r *evidence.Report, n *[]byte) {
-			r.Nonce = []byte("stale")
-			*n = r.Nonce
-		}, fails: []string{policy.CheckNonce}},
-		{name: "other platform kind", platform: snpYAML, kind: "tdx", fails: []string{policy.CheckKind, policy.CheckPlatform}},
-		{name: "no platform verifier", platform: snpYAML, kind: "snp",
-			pv: func(*[64]byte) policy.PlatformVerifier { return nil }, fails: []string{policy.CheckPlatform}},
-		{name: "platform refused", platform: snpYAML, kind: "snp",
-			pv: func(*[64]byte) policy.PlatformVerifier {
-				return func(*evidence.Report, [64]byte) []policy.Result {
-					return []policy.Result{{Device: policy.SubjectPlatform, Check: policy.CheckPlatform, Reason: "bad signature"}}
-				}
-			}, fails: []string{policy.CheckPlatform}},
-		{name: "no register not allowed for tdx", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			r.Platform.BootBinding, r.Platform.EventLog = evidence.BootBindingNoRegister, nil
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "no register allowed by the policy", platform: tdxYAML + "  allow_no_runtime_register: true\n", kind: "tdx",
-			mut: func(r *evidence.Report, _ *[]byte) {
-				r.Platform.BootBinding, r.Platform.EventLog = evidence.BootBindingNoRegister, nil
-			}},
-		{name: "no register refused for snp", platform: snpYAML + "  allow_no_runtime_register: false\n", kind: "snp",
-			fails: []string{policy.CheckBootBinding}},
-		{name: "boot binding failed", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			r.Platform.BootBinding = evidence.BootBindingFailed
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "event log of other evidence", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			r.Platform.EventLog[1].Digest[0] ^= 1
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "event log of another guest policy", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			r.PolicyDigest = []byte("another")
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "event log short", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			r.Platform.EventLog = r.Platform.EventLog[:1]
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "event log on two registers", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			r.Platform.EventLog[1].Register = 2
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "evidence bytes", platform: snpYAML, kind: "snp", mut: func(r *evidence.Report, _ *[]byte) {
-			r.Evidence[0][len(r.Evidence[0])/2] ^= 1
-		}, fails: []string{policy.CheckFormat}},
-		{name: "guest policy digest", platform: "guest_policy_digest: abcd\n" + snpYAML, kind: "snp",
-			fails: []string{policy.CheckGuestPolicy}},
-		{name: "guest policy digest matches", platform: "guest_policy_digest: " + "677565737420706f6c69637920646967657374" + "\n" + snpYAML, kind: "snp"},
-		{name: "later report with its boot section", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			withBoot(t, r, func(*evidence.Device) {})
-		}},
-		{name: "boot section of another chain", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			withBoot(t, r, func(d *evidence.Device) { d.CertChain = append([]byte(nil), d.CertChain[:len(d.CertChain)-1]...) })
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "boot section of a failed device", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			withBoot(t, r, func(d *evidence.Device) {
-				d.Status, d.FailedStep, d.Error, d.Measurements = evidence.StatusFailed, "GET_MEASUREMENTS", "timeout", nil
-			})
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "boot section of another label", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			withBoot(t, r, func(d *evidence.Device) { d.Label = "elsewhere" })
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "boot section of another guest policy", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			withBoot(t, r, func(*evidence.Device) {})
-			r.Boot.PolicyDigest = []byte("another")
-			relog(r)
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "boot section the log does not show", platform: tdxYAML, kind: "tdx", mut: func(r *evidence.Report, _ *[]byte) {
-			withBoot(t, r, func(*evidence.Device) {})
-			r.Boot.Evidence[0] = append(bytes.Clone(r.Boot.Evidence[0][:len(r.Boot.Evidence[0])-1]), ' ', '}')
-		}, fails: []string{policy.CheckBootBinding}},
-		{name: "device missing", platform: snpYAML, kind: "snp", mut: func(r *evidence.Report, _ *[]byte) {
-			r.Devices, r.Evidence = []evidence.Device{}, [][]byte{}
-		}, fails: []string{policy.CheckDevicePresent}},
+// verifyCase builds a report with a fake platform and the device that
+// attestDevice attested, and says which checks must fail.
+type verifyCase struct {
+	name  string
+	kind  string
+	extra string // appended to the policy's platform block
+	// build returns the report bytes and the nonce to verify with; nil
+	// builds an honest report.
+	build func(t *testing.T, pl *plat, a attested) ([]byte, []byte)
+	fails []string
+}
+
+func honest(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+	body := newBody(pl.kind, a.nonce, a.dev)
+	pl.bind(t, body)
+	return pl.seal(t, body, nil), a.nonce
+}
+
+// laterReport is the daemon's report after boot: the register holds the
+// boot body's devices, the report carries them in its boot section.
+func laterReport(t *testing.T, pl *plat, a attested, change func(*evidence.Body)) ([]byte, []byte) {
+	boot := newBody(pl.kind, a.nonce, a.dev)
+	pl.bind(t, boot)
+	devBytes, err := evidence.DeviceBytes(boot.Devices)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
+	later := newBody(pl.kind, a.nonce, a.dev)
+	later.BootBinding = evidence.BootBindingExtended
+	later.Boot = &evidence.Boot{PolicyDigest: boot.PolicyDigest}
+	for _, b := range devBytes {
+		later.Boot.Devices = append(later.Boot.Devices, b)
+	}
+	if change != nil {
+		change(later)
+	}
+	return pl.seal(t, later, nil), a.nonce
+}
+
+func stripLog(pr *platform.Report) { pr.EventLog = nil }
+
+func verifyCases() []verifyCase {
+	cases := []verifyCase{
+		{name: "snp passes", kind: "snp"},
+		{name: "tdx passes", kind: "tdx"},
+		{name: "tpm passes", kind: "tpm"},
+		{name: "no nonce", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			b, _ := honest(t, pl, a)
+			return b, nil
+		}, fails: []string{policy.CheckOwnerNonce}},
+		{name: "wrong nonce", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			b, _ := honest(t, pl, a)
+			return b, []byte("stale")
+		}, fails: []string{policy.CheckOwnerNonce}},
+		{name: "body nonce replaced and signed anew", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			body := newBody(pl.kind, []byte("stale"), a.dev)
+			pl.bind(t, body)
+			return pl.seal(t, body, nil), []byte("stale")
+		}, fails: []string{policy.CheckNonce}},
+		{name: "other platform kind", kind: "tdx", extra: "", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			body := newBody("snp", a.nonce, a.dev)
+			return pl.seal(t, body, nil), a.nonce
+		}, fails: []string{policy.CheckKind, policy.CheckPlatform, policy.CheckBootBinding}},
+		// Finding 1: SEV-SNP's policy digest was outside what REPORT_DATA
+		// covered; now an edit anywhere in the body breaks the signature.
+		{name: "snp policy digest edited after signing", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			b, n := honest(t, pl, a)
+			return replaceInBody(t, b, hexOf("guest policy digest"), hexOf("enforced policy dig")), n
+		}, fails: []string{policy.CheckPlatform, policy.CheckBootBinding}},
+		{name: "snp created edited after signing", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			b, n := honest(t, pl, a)
+			return replaceInBody(t, b, `"created":"2`, `"created":"1`), n
+		}, fails: []string{policy.CheckPlatform, policy.CheckBootBinding}},
+		{name: "guest policy digest differs", kind: "snp", extra: "guest_policy_digest: abcd\n", fails: []string{policy.CheckGuestPolicy}},
+		{name: "guest policy digest matches", kind: "snp", extra: "guest_policy_digest: " + hexOf("guest policy digest") + "\n"},
+		{name: "snp claims a register", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			body := newBody(pl.kind, a.nonce, a.dev)
+			body.BootBinding = evidence.BootBindingExtended
+			return pl.seal(t, body, nil), a.nonce
+		}, fails: []string{policy.CheckBootBinding}},
+		{name: "snp with a boot section", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			return laterReport(t, pl, a, func(b *evidence.Body) { b.BootBinding = evidence.BootBindingNoRegister })
+		}, fails: []string{policy.CheckBootBinding}},
+		{name: "no register refused for snp by the policy", kind: "snp", extra: "  allow_no_runtime_register: false\n", fails: []string{policy.CheckBootBinding}},
+		{name: "device missing", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			body := newBody(pl.kind, a.nonce)
+			pl.bind(t, body)
+			return pl.seal(t, body, nil), a.nonce
+		}, fails: []string{policy.CheckDevicePresent}},
+		// Finding 4: the JSON parser differential.
+		{name: "upper-case key beside the real one", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+			b, n := honest(t, pl, a)
+			return replaceInBody(t, b, `{"nonce":`, `{"NONCE":"00","nonce":`), n
+		}, fails: []string{policy.CheckFormat}},
+	}
+	for _, kind := range []string{"tdx", "tpm"} {
+		cases = append(cases,
+			// Finding 2: the boot binding cannot be stripped or invented.
+			verifyCase{name: kind + " event log stripped", kind: kind, build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+				body := newBody(pl.kind, a.nonce, a.dev)
+				pl.bind(t, body)
+				return pl.seal(t, body, stripLog), a.nonce
+			}, fails: []string{policy.CheckBootBinding}},
+			verifyCase{name: kind + " later body claims no register", kind: kind, extra: "  allow_no_runtime_register: true\n",
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+					pl.bind(t, newBody(pl.kind, a.nonce, a.dev))
+					forged := newBody(pl.kind, a.nonce, a.dev)
+					forged.PolicyDigest = []byte("a policy nobody enforced")
+					return pl.seal(t, forged, stripLog), a.nonce
+				}, fails: []string{policy.CheckBootBinding}},
+			verifyCase{name: kind + " later body claims no register, log kept", kind: kind, extra: "  allow_no_runtime_register: true\n",
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+					pl.bind(t, newBody(pl.kind, a.nonce, a.dev))
+					return pl.seal(t, newBody(pl.kind, a.nonce, a.dev), nil), a.nonce
+				}, fails: []string{policy.CheckBootBinding}},
+			verifyCase{name: kind + " nothing extended, allowed by the policy", kind: kind, extra: "  allow_no_runtime_register: true\n",
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+					return pl.seal(t, newBody(pl.kind, a.nonce, a.dev), nil), a.nonce
+				}},
+			verifyCase{name: kind + " nothing extended, policy default", kind: kind,
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+					return pl.seal(t, newBody(pl.kind, a.nonce, a.dev), nil), a.nonce
+				}, fails: []string{policy.CheckBootBinding}},
+			verifyCase{name: kind + " later report with its boot section", kind: kind,
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) { return laterReport(t, pl, a, nil) }},
+			verifyCase{name: kind + " invented boot section", kind: kind,
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+					return laterReport(t, pl, a, func(b *evidence.Body) {
+						d := a.dev
+						d.Label = "invented"
+						db, _ := evidence.DeviceBytes([]evidence.Device{d})
+						b.Boot.Devices[0] = db[0]
+					})
+				}, fails: []string{policy.CheckBootBinding}},
+			verifyCase{name: kind + " boot section of another guest policy", kind: kind,
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+					return laterReport(t, pl, a, func(b *evidence.Body) { b.Boot.PolicyDigest = []byte("another") })
+				}, fails: []string{policy.CheckBootBinding}},
+			verifyCase{name: kind + " policy digest differs from boot", kind: kind,
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+					return laterReport(t, pl, a, func(b *evidence.Body) { b.PolicyDigest = []byte("another") })
+				}, fails: []string{policy.CheckBootBinding}},
+			verifyCase{name: kind + " boot binding failed", kind: kind,
+				build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
+					body := newBody(pl.kind, a.nonce, a.dev)
+					pl.bind(t, body)
+					body.BootBinding, body.BootError = evidence.BootBindingFailed, "extend failed"
+					return pl.seal(t, body, nil), a.nonce
+				}, fails: []string{policy.CheckBootBinding}},
+		)
+	}
+	return cases
+}
+
+// TestVerify runs every case through the library entry point, bytes to
+// verdict, with real platform signatures. TPM cases share the process's
+// one simulator, so the cases run one at a time.
+func TestVerify(t *testing.T) {
+	for _, tc := range verifyCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			a := attestDevice(t)
-			p := platformPolicy(t, a, tc.platform)
-			rep := testReport(t, a, tc.kind)
-			nonce := a.nonce
-			if tc.mut != nil {
-				tc.mut(rep, &nonce)
+			pl := openPlatform(t, tc.kind, a.dir)
+			build := tc.build
+			if build == nil {
+				build = honest
 			}
-			var saw [64]byte
-			pv := okPlatform(&saw)
-			if tc.pv != nil {
-				pv = tc.pv(&saw)
+			report, nonce := build(t, pl, a)
+			yml := pl.yaml + tc.extra
+			if strings.HasPrefix(tc.extra, "guest_policy_digest") {
+				yml = tc.extra + pl.yaml
 			}
-			v := p.Verify(rep, nonce, pv)
+			p := platformPolicy(t, a, yml)
+			v := policy.VerifyReport(report, p, nonce)
 			wantVerdict(t, v, tc.fails...)
-			if v.OK && saw != evidence.UserData(rep.Nonce, rep.Evidence) {
-				t.Error("the platform verifier was not given the user data of the nonce and the carried evidence")
-			}
 		})
+	}
+}
+
+func platformPolicy(t *testing.T, a attested, platformYAML string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse([]byte("devices:\n"+fullRule(a)+platformYAML), a.dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, platformYAML)
+	}
+	return p
+}
+
+// TestVerifyCountNeverShrinks: a check the policy switches off still
+// prints its line (finding 6: reference_measurements: [] removed a line).
+func TestVerifyCountNeverShrinks(t *testing.T) {
+	a := attestDevice(t)
+	pl := openPlatform(t, "snp", a.dir)
+	report, nonce := honest(t, pl, a)
+	full := policy.VerifyReport(report, platformPolicy(t, a, pl.yaml), nonce)
+	rule := fullRule(a)
+	rule = rule[:strings.Index(rule, "    reference_measurements:")] + "    reference_measurements: []\n"
+	p, err := policy.Parse([]byte("devices:\n"+rule+pl.yaml), a.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := policy.VerifyReport(report, p, nonce)
+	if len(bare.Results) != len(full.Results) {
+		t.Fatalf("%d results with a bare rule, %d with the full one", len(bare.Results), len(full.Results))
+	}
+	for _, r := range bare.Results {
+		if (r.Check == policy.CheckReference || r.Check == policy.CheckSession || r.Check == policy.CheckIDE) && !strings.HasPrefix(r.Reason, "skipped") {
+			t.Errorf("%s: %q, want a skipped line", r.Check, r.Reason)
+		}
+	}
+	if !full.OK || !bare.OK {
+		t.Fatalf("verdicts %t %t", full.OK, bare.OK)
 	}
 }

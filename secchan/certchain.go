@@ -113,15 +113,47 @@ func (v *AnchorValidator) ValidateChain(chain *CertChain, h crypto.Hash) error {
 	if err := CheckResponderLeaf(chain.Leaf()); err != nil {
 		return err
 	}
+	// Every carried certificate must stand on the path that verified,
+	// and that path's root must be the one RootHash names: a carried
+	// root that is not the anchor, or a certificate that verification
+	// did not use, is refused rather than shown as if it were checked.
 	for _, path := range verified {
 		root := path[len(path)-1]
 		d := h.New()
 		d.Write(root.Raw)
-		if bytes.Equal(d.Sum(nil), chain.RootHash) {
+		if !bytes.Equal(d.Sum(nil), chain.RootHash) {
+			continue
+		}
+		if onPath(chain.Certs, path) {
 			return nil
 		}
 	}
+	if len(verified) > 0 && !onPath(chain.Certs, verified[0]) {
+		return fmt.Errorf("%w: the chain carries a certificate (%q) that is not on the path to the trust anchor", ErrCertChain, strangerIn(chain.Certs, verified[0]).Subject)
+	}
 	return fmt.Errorf("%w: RootHash does not match the trust anchor the chain reaches", ErrCertChain)
+}
+
+// onPath reports whether every certificate of carried is on path.
+func onPath(carried, path []*x509.Certificate) bool {
+	return strangerIn(carried, path) == nil
+}
+
+// strangerIn returns the first carried certificate not on path.
+func strangerIn(carried, path []*x509.Certificate) *x509.Certificate {
+	for _, c := range carried {
+		found := false
+		for _, p := range path {
+			if bytes.Equal(c.Raw, p.Raw) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return c
+		}
+	}
+	return nil
 }
 
 // ErrNoAnchor is returned when a flow needs a ChainValidator and has none.

@@ -370,10 +370,10 @@ func TestFaultGuestRestart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("service %d: Start after %v: %v", round, d, err)
 		}
-		if len(rep.Devices) != len(vfs) {
-			t.Fatalf("service %d: report has %d devices, want %d", round, len(rep.Devices), len(vfs))
+		if len(rep.ParsedBody().Devices) != len(vfs) {
+			t.Fatalf("service %d: report has %d devices, want %d", round, len(rep.ParsedBody().Devices), len(vfs))
 		}
-		for _, dev := range rep.Devices {
+		for _, dev := range rep.ParsedBody().Devices {
 			if !dev.OK() {
 				t.Fatalf("service %d: device %s not attested: %s %s", round, dev.Label, dev.FailedStep, dev.Error)
 			}

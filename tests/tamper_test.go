@@ -175,54 +175,21 @@ func (env *tamperEnv) verify(out caseOutcome) (policy.Verdict, error) {
 	if err != nil {
 		return policy.Verdict{}, err
 	}
-	return env.pol.Verify(rep, []byte("tamper "+out.mode.String()), env.platformVerifier()), nil
-}
-
-// platformVerifier checks a fake SEV-SNP report: signature chain to the
-// fake's roots, REPORT_DATA, no event log (SEV-SNP has no runtime
-// register) and the launch measurement against the policy. (The full
-// verifier of cmd/devattest is unexported in package main; this is the
-// same check for the one platform used here.)
-func (env *tamperEnv) platformVerifier() policy.PlatformVerifier {
-	return func(rep *evidence.Report, ud [64]byte) []policy.Result {
-		err := func() error {
-			var pr platform.Report
-			if err := pr.UnmarshalBinary(rep.Platform.Report); err != nil {
-				return err
-			}
-			if string(pr.Kind) != rep.Platform.Kind {
-				return fmt.Errorf("signed report is from %q, the report says %q", pr.Kind, rep.Platform.Kind)
-			}
-			if err := vplatform.VerifyReport(&pr, vplatform.TrustAnchors{SNP: env.att.Roots()}, ud); err != nil {
-				return err
-			}
-			if len(rep.Platform.EventLog) != 0 {
-				return fmt.Errorf("%d events for a platform without a runtime register", len(rep.Platform.EventLog))
-			}
-			r, err := abi.ReportToProto(pr.Raw)
-			if err != nil {
-				return err
-			}
-			if !env.pol.Platform.SNP.Measurement.Contains(r.GetMeasurement()) {
-				return fmt.Errorf("launch measurement %x is not allowed", r.GetMeasurement())
-			}
-			return nil
-		}()
-		res := policy.Result{Device: policy.SubjectPlatform, Check: policy.CheckPlatform, OK: err == nil}
-		if err != nil {
-			res.Reason = err.Error()
-		}
-		return []policy.Result{res}
-	}
+	return env.pol.Verify(rep, []byte("tamper "+out.mode.String())), nil
 }
 
 // writePolicy writes and loads a policy for the device from the pass
 // run's evidence (as "devattest policy init" would): the devsim root as
 // trust anchor, its leaf key pinned, its measurements as reference values,
 // session and IDE required, and the fake platform's launch measurement.
-func writePolicy(t *testing.T, dir string, root *x509.Certificate, rep *evidence.Report) *policy.Policy {
+func writePolicy(t *testing.T, dir string, root *x509.Certificate, rep *evidence.Report, roots *vplatform.SNPRoots) *policy.Policy {
 	t.Helper()
-	d := rep.Devices[0]
+	for name, der := range map[string][]byte{"ark.der": roots.ARK, "ask.der": roots.ASK} {
+		if err := os.WriteFile(filepath.Join(dir, name), der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := rep.ParsedBody().Devices[0]
 	if err := os.WriteFile(filepath.Join(dir, "root.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -244,10 +211,11 @@ func writePolicy(t *testing.T, dir string, root *x509.Certificate, rep *evidence
 	fmt.Fprintf(&b, "    pin:\n      leaf_public_key_sha256: %x\n", policy.LeafPublicKeySHA256(certs[0]))
 	b.WriteString("    reference_measurements:\n")
 	for _, blk := range d.Measurements.Blocks {
-		fmt.Fprintf(&b, "      - index: %d\n        digest: [%s]\n", blk.Index, blk.Value)
+		fmt.Fprintf(&b, "      - index: %d\n        digest: [%x]\n", blk.Index, []byte(blk.Value))
 	}
-	b.WriteString("    require_session: true\n    require_ide: true\n")
-	fmt.Fprintf(&b, "platform:\n  kind: snp\n  snp:\n    measurement: [%s]\n", hex.EncodeToString(snp.GetMeasurement()))
+	b.WriteString("    require_session: true\n    require_ide: true\n    allow_simulated_root_port: true\n")
+	fmt.Fprintf(&b, "platform:\n  kind: snp\n  snp:\n    measurement: [%s]\n    policy_debug_allowed: true\n", hex.EncodeToString(snp.GetMeasurement()))
+	b.WriteString("  roots:\n    snp_ark: ark.der\n    snp_ask: ask.der\n")
 	p, err := policy.Parse([]byte(b.String()), dir)
 	if err != nil {
 		t.Fatalf("policy: %v\n%s", err, b.String())
@@ -296,7 +264,7 @@ func sameEvidence(base, d evidence.Device) error {
 	}
 	for i, b := range d.Measurements.Blocks {
 		w := base.Measurements.Blocks[i]
-		if b.Index != w.Index || b.TypeCode != w.TypeCode || b.Value != w.Value {
+		if b.Index != w.Index || b.TypeCode != w.TypeCode || !bytes.Equal(b.Value, w.Value) {
 			return fmt.Errorf("measurement block %d differs", b.Index)
 		}
 	}
@@ -318,11 +286,11 @@ func (env *tamperEnv) judge(t *testing.T, out caseOutcome, budget time.Duration)
 		t.Errorf("%s: no report (err %v)", name, out.err)
 		return "no report"
 	}
-	if len(out.rep.Devices) != 1 {
-		t.Errorf("%s: %d devices in the report", name, len(out.rep.Devices))
+	if len(out.rep.ParsedBody().Devices) != 1 {
+		t.Errorf("%s: %d devices in the report", name, len(out.rep.ParsedBody().Devices))
 		return "bad report"
 	}
-	d := out.rep.Devices[0]
+	d := out.rep.ParsedBody().Devices[0]
 	v, err := env.verify(out)
 	if err != nil {
 		t.Errorf("%s: report does not round-trip: %v", name, err)
@@ -407,8 +375,8 @@ func TestTamperMatrix(t *testing.T) {
 	if pass.err != nil {
 		t.Fatalf("pass run: %v", pass.err)
 	}
-	env.base = pass.rep.Devices[0]
-	env.pol = writePolicy(t, lanes[0].dir, root, pass.rep)
+	env.base = pass.rep.ParsedBody().Devices[0]
+	env.pol = writePolicy(t, lanes[0].dir, root, pass.rep, att.Roots())
 	if got := env.judge(t, pass, budget); got != "ok" {
 		t.Fatalf("pass run: %s", got)
 	}

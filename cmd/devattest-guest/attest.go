@@ -100,8 +100,9 @@ func ownerNonce(h string) ([]byte, error) {
 
 // printSummary writes one block per device and the platform binding.
 func printSummary(w io.Writer, cfg *guest.Config, rep *evidence.Report) {
-	fmt.Fprintf(w, "owner nonce %x\n", rep.Nonce)
-	for i, d := range rep.Devices {
+	body := rep.ParsedBody()
+	fmt.Fprintf(w, "owner nonce %x\n", []byte(body.Nonce))
+	for i, d := range body.Devices {
 		req := "required"
 		if !cfg.Devices[i].IsRequired() {
 			req = "optional"
@@ -122,9 +123,12 @@ func printSummary(w io.Writer, cfg *guest.Config, rep *evidence.Report) {
 	}
 	p := rep.Platform
 	if len(p.Report) > 0 {
-		fmt.Fprintf(w, "platform %s: report over the evidence (%d bytes), boot binding: %s\n", p.Kind, len(p.Report), p.BootBinding)
+		fmt.Fprintf(w, "platform %s: report over the evidence (%d bytes), boot binding: %s\n", body.Platform, len(p.Report), body.BootBinding)
 	} else {
-		fmt.Fprintf(w, "platform %s: NO REPORT, boot binding: %s\n", p.Kind, p.BootBinding)
+		fmt.Fprintf(w, "platform %s: NO REPORT, boot binding: %s\n", body.Platform, body.BootBinding)
+	}
+	if body.BootError != "" {
+		fmt.Fprintf(w, "  boot binding error: %s\n", body.BootError)
 	}
 	if p.Error != "" {
 		fmt.Fprintf(w, "  platform error: %s\n", p.Error)

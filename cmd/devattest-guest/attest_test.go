@@ -63,7 +63,7 @@ func TestAttestCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := evidence.Unmarshal(raw)
-	if err != nil || len(rep.Devices) != 2 || !bytes.Equal(rep.Nonce, []byte{0, 0x11, 0x22, 0x33}) {
+	if err != nil || len(rep.ParsedBody().Devices) != 2 || !bytes.Equal(rep.ParsedBody().Nonce, []byte{0, 0x11, 0x22, 0x33}) {
 		t.Fatalf("report: %v", err)
 	}
 
@@ -75,7 +75,7 @@ func TestAttestCommand(t *testing.T) {
 	if !strings.Contains(stdout.String(), "device dev-b (required): FAILED at GET_CERTIFICATE") || !strings.Contains(stderr.String(), `"dev-b" failed at GET_CERTIFICATE`) {
 		t.Fatalf("failure not reported:\n%s\n%s", stdout.String(), stderr.String())
 	}
-	if raw, _ := os.ReadFile(out); !bytes.Contains(raw, []byte(`"status": "failed"`)) {
+	if raw, _ := os.ReadFile(out); !bytes.Contains(raw, []byte(`\"status\":\"failed\"`)) {
 		t.Fatal("the written report does not record the failure")
 	}
 	if rc := run([]string{"attest", "--config", "x", "--nonce", "zz"}, &stdout, &stderr); rc != 2 {

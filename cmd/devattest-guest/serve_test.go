@@ -59,7 +59,7 @@ func TestServeCommand(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	rep, err := evidence.Unmarshal(body)
-	if resp.StatusCode != http.StatusOK || err != nil || !rep.Devices[0].OK() || rep.Devices[0].IDE == nil || rep.Devices[0].IDE.KeySet != "K1" {
+	if resp.StatusCode != http.StatusOK || err != nil || !rep.ParsedBody().Devices[0].OK() || rep.ParsedBody().Devices[0].IDE == nil || rep.ParsedBody().Devices[0].IDE.KeySet != "K1" {
 		t.Fatalf("report: %d %v %s", resp.StatusCode, err, body)
 	}
 

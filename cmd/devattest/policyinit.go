@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,49 +28,77 @@ type initOptions struct {
 	devicesOnly bool
 }
 
-// writePolicy writes a starting policy for rep to path: one rule per
-// passed device (its chain's root written next to the policy as PEM, a
-// leaf-key pin, its negotiated version and algorithms as the minimum and
-// the allowlist, its blocks as reference measurements, session and IDE as
-// seen), the platform's launch measurement, MRTD or attestation key, and
-// the guest policy digest (the device rules alone with
-// o.devicesOnly). Failed devices are left out with a warning.
-func writePolicy(rep *evidence.Report, path string, o initOptions) (warnings []string, err error) {
+// draft is a policy "policy init" is about to write: the YAML and the
+// device roots it names, by file name in the policy's directory.
+type draft struct {
+	yaml     string
+	files    map[string][]byte
+	warnings []string
+}
+
+// draftPolicy drafts a starting policy for rep to be written at path: one
+// rule per passed device (its chain's root, a leaf-key pin, its
+// negotiated version and algorithms as the minimum and the allowlist, its
+// blocks as reference measurements, the certificate profile, session and
+// IDE as seen), the platform rule, and the guest policy digest (the
+// device rules alone with o.devicesOnly). Failed devices are left out
+// with a warning.
+func draftPolicy(rep *evidence.Report, path string, o initOptions) (*draft, error) {
 	dir := filepath.Dir(path)
+	body := rep.ParsedBody()
+	d := &draft{files: map[string][]byte{}}
 	var b strings.Builder
 	b.WriteString("# Written by devattest policy init from a report. Review every value:\n")
 	b.WriteString("# it trusts what this one report showed.\n")
-	if len(rep.PolicyDigest) > 0 && !o.devicesOnly {
-		fmt.Fprintf(&b, "guest_policy_digest: %s\n", hex.EncodeToString(rep.PolicyDigest))
+	if len(body.PolicyDigest) > 0 && !o.devicesOnly {
+		fmt.Fprintf(&b, "guest_policy_digest: %s\n", hex.EncodeToString(body.PolicyDigest))
 	}
 	b.WriteString("devices:\n")
 	n := 0
-	for _, d := range rep.Devices {
-		if !d.OK() || d.Algorithms == nil || d.Measurements == nil {
-			warnings = append(warnings, fmt.Sprintf("device %q failed (%s); no rule written", d.Label, d.FailedStep))
+	for _, dev := range body.Devices {
+		if !dev.OK() || dev.Algorithms == nil || dev.Measurements == nil {
+			d.warnings = append(d.warnings, fmt.Sprintf("device %q failed (%s); no rule written", dev.Label, dev.FailedStep))
 			continue
 		}
-		rule, err := deviceRule(d, dir)
+		rule, err := deviceRule(dev, d.files)
 		if err != nil {
-			return warnings, fmt.Errorf("device %q: %w", d.Label, err)
+			return nil, fmt.Errorf("device %q: %w", dev.Label, err)
 		}
 		b.WriteString(rule)
 		n++
 	}
 	if n == 0 {
-		return warnings, fmt.Errorf("the report has no passed device")
+		return nil, fmt.Errorf("the report has no passed device")
 	}
 	if !o.devicesOnly {
-		pl, err := platformRule(rep, o)
+		pl, err := platformRule(rep, o, dir)
 		if err != nil {
-			return warnings, err
+			return nil, err
 		}
 		b.WriteString(pl)
 	}
-	return warnings, os.WriteFile(path, []byte(b.String()), 0o644)
+	d.yaml = b.String()
+	return d, nil
 }
 
-func deviceRule(d evidence.Device, dir string) (string, error) {
+// rel spells path relative to dir when it can, so that a policy and its
+// files move together.
+func rel(dir, path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.Rel(absDir, abs); err == nil {
+		return r, nil
+	}
+	return abs, nil
+}
+
+func deviceRule(d evidence.Device, files map[string][]byte) (string, error) {
 	var h crypto.Hash
 	switch d.Algorithms.BaseHashBits {
 	case secchan.HashSHA256:
@@ -91,9 +121,7 @@ func deviceRule(d evidence.Device, dir string) (string, error) {
 		return "", fmt.Errorf("the chain does not carry its root certificate; write the trust anchor by hand")
 	}
 	anchor := sanitize(d.Label) + "-root.pem"
-	if err := os.WriteFile(filepath.Join(dir, anchor), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644); err != nil {
-		return "", err
-	}
+	files[anchor] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})
 	var b strings.Builder
 	fmt.Fprintf(&b, "  - label: %s\n", strconv.Quote(d.Label))
 	fmt.Fprintf(&b, "    trust_anchors: [%s]  # %s\n", anchor, root.Subject)
@@ -103,14 +131,23 @@ func deviceRule(d evidence.Device, dir string) (string, error) {
 	fmt.Fprintf(&b, "    pin:\n      leaf_public_key_sha256: %x\n", policy.LeafPublicKeySHA256(chain.Leaf()))
 	b.WriteString("    reference_measurements:\n")
 	for _, blk := range d.Measurements.Blocks {
-		fmt.Fprintf(&b, "      - index: %d  # %s\n        digest: [%s]\n", blk.Index, blk.Type, blk.Value)
+		fmt.Fprintf(&b, "      - index: %d  # %s\n        digest: [%x]\n", blk.Index, blk.Type, []byte(blk.Value))
 	}
+	b.WriteString("    certificates:\n      leaf_not_ca: true\n      leaf_key_usage_digital_signature: true\n")
+	if len(chain.Certs) > 2 {
+		b.WriteString("      intermediates_ca: true\n")
+	}
+	fmt.Fprintf(&b, "      max_chain_length: %d\n", len(chain.Certs))
 	fmt.Fprintf(&b, "    require_session: %t\n", d.Session != nil && d.Session.Ended)
-	fmt.Fprintf(&b, "    require_ide: %t\n", d.IDE != nil && d.IDE.KeySet != "")
+	ide := d.IDE != nil && d.IDE.KeySet != ""
+	fmt.Fprintf(&b, "    require_ide: %t\n", ide)
+	if ide && d.IDE.RootPort == evidence.RootPortSimulated {
+		b.WriteString("    # The root port's half of this stream was the simulated link (a test\n    # setup): remove this line for a real platform.\n    allow_simulated_root_port: true\n")
+	}
 	return b.String(), nil
 }
 
-func platformRule(rep *evidence.Report, o initOptions) (string, error) {
+func platformRule(rep *evidence.Report, o initOptions, dir string) (string, error) {
 	var pr platform.Report
 	if err := pr.UnmarshalBinary(rep.Platform.Report); err != nil {
 		return "", fmt.Errorf("platform report: %w", err)
@@ -169,11 +206,11 @@ func platformRule(rep *evidence.Report, o initOptions) (string, error) {
 			if f.path == "" {
 				continue
 			}
-			abs, err := filepath.Abs(f.path)
+			p, err := rel(dir, f.path)
 			if err != nil {
 				return "", err
 			}
-			fmt.Fprintf(&b, "    %s: %s\n", f.key, strconv.Quote(abs))
+			fmt.Fprintf(&b, "    %s: %s\n", f.key, strconv.Quote(p))
 		}
 	}
 	return b.String(), nil
@@ -193,4 +230,96 @@ func sanitize(label string) string {
 		s = "device-" + hex.EncodeToString(d[:4]) + s
 	}
 	return s
+}
+
+// writeDraft writes d as the policy at path, but only once the report it
+// came from verifies against it: the platform signature and rules (a
+// whole policy) and every device's chain and signature. A policy written
+// from a report that does not verify would trust whatever the report
+// showed; force writes it anyway, with the failures as warnings. Existing
+// files are not overwritten without force, and nothing is left behind
+// when the report is refused.
+func writeDraft(d *draft, rep *evidence.Report, path string, devicesOnly, force bool) (warnings []string, err error) {
+	dir := filepath.Dir(path)
+	if !force {
+		if _, err := os.Stat(path); err == nil {
+			return nil, fmt.Errorf("%s exists (give --force to overwrite it)", path)
+		}
+	}
+	var created []string
+	defer func() {
+		if err != nil {
+			for _, f := range created {
+				os.Remove(f)
+			}
+		}
+	}()
+	for _, name := range slices.Sorted(maps.Keys(d.files)) {
+		f := filepath.Join(dir, name)
+		if old, rerr := os.ReadFile(f); rerr == nil {
+			if bytes.Equal(old, d.files[name]) {
+				continue
+			}
+			if !force {
+				return nil, fmt.Errorf("%s exists with another certificate (give --force to overwrite it)", f)
+			}
+		}
+		if err := os.WriteFile(f, d.files[name], 0o644); err != nil {
+			return nil, err
+		}
+		created = append(created, f)
+	}
+	tmp, err := os.CreateTemp(dir, ".policy-init-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	created = append(created, tmp.Name())
+	if _, err := tmp.WriteString(d.yaml); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	load := policy.Parse
+	if devicesOnly {
+		load = policy.ParseDevices
+	}
+	p, err := load([]byte(d.yaml), dir)
+	if err != nil {
+		return nil, fmt.Errorf("the drafted policy does not load: %w", err)
+	}
+	var failed []policy.Result
+	body := rep.ParsedBody()
+	if devicesOnly {
+		for _, dev := range body.Devices {
+			if !dev.OK() {
+				continue
+			}
+			for _, r := range p.CheckDevice(dev, body.Nonce) {
+				if !r.OK {
+					failed = append(failed, r)
+				}
+			}
+		}
+	} else {
+		v := p.Verify(rep, body.Nonce)
+		failed = v.Failed()
+		warnings = append(warnings, v.Warnings...)
+	}
+	for _, r := range failed {
+		// A failed device has no rule; its own failure is expected.
+		if r.Check == policy.CheckStatus || r.Check == policy.CheckRule {
+			continue
+		}
+		msg := fmt.Sprintf("the report does not verify against the drafted policy: %s / %s: %s", r.Device, r.Check, r.Reason)
+		if !force {
+			return warnings, fmt.Errorf("%s (a policy must not trust a report that does not verify; give --force to write it anyway)", msg)
+		}
+		warnings = append(warnings, msg)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return warnings, err
+	}
+	return warnings, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -32,12 +31,42 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// readReportBytes reads a report file, refusing it as soon as it passes
+// evidence.MaxReportSize (so "verify /dev/zero" stops at the cap).
+func readReportBytes(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, evidence.MaxReportSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > evidence.MaxReportSize {
+		return nil, fmt.Errorf("%s: %w: more than %d bytes", path, evidence.ErrTooLarge, evidence.MaxReportSize)
+	}
+	return b, nil
+}
+
 func readReport(path string) (*evidence.Report, error) {
-	b, err := os.ReadFile(path)
+	b, err := readReportBytes(path)
 	if err != nil {
 		return nil, err
 	}
 	return evidence.Unmarshal(b)
+}
+
+// parseNonce reads --nonce: empty gives nil (freshness then fails).
+func parseNonce(s string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	nonce, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(nonce) == 0 {
+		return nil, fmt.Errorf("--nonce: %q is not a hex string", s)
+	}
+	return nonce, nil
 }
 
 func runVerify(args []string, stdout, stderr io.Writer) int {
@@ -54,23 +83,20 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	var nonce []byte
-	if *nonceHex != "" {
-		if nonce, err = hex.DecodeString(strings.TrimSpace(*nonceHex)); err != nil || len(nonce) == 0 {
-			return cli.Fail(stderr, "devattest verify", fmt.Errorf("--nonce: not a hex string"))
-		}
+	nonce, err := parseNonce(*nonceHex)
+	if err != nil {
+		return cli.Fail(stderr, "devattest verify", err)
 	}
 	p, err := policy.Load(*policyPath)
 	if err != nil {
 		return cli.Fail(stderr, "devattest verify", err)
 	}
 	var v policy.Verdict
-	rep, err := readReport(pos[0])
-	if err != nil {
-		// A report that does not decode is a failing verdict, not a usage error.
+	if b, err := readReportBytes(pos[0]); err != nil {
+		// A report that cannot be read is a failing verdict, not a usage error.
 		v = policy.Verdict{Results: []policy.Result{{Device: policy.SubjectReport, Check: policy.CheckFormat, Reason: err.Error()}}}
 	} else {
-		v = p.Verify(rep, nonce, platformVerifier(p))
+		v = policy.VerifyReport(b, p, nonce)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -87,32 +113,40 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// printVerdict prints every check with its reason or what matched, the
+// verdict, then the failed checks again and any warnings, so that the
+// end of the output says what to fix.
 func printVerdict(w io.Writer, v policy.Verdict) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tCHECK\tRESULT\tREASON")
-	failed := 0
 	for _, r := range v.Results {
 		res := "pass"
 		if !r.OK {
 			res = "FAIL"
-			failed++
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Device, r.Check, res, r.Reason)
 	}
 	tw.Flush()
+	failed := v.Failed()
 	if v.OK {
 		fmt.Fprintf(w, "\nverdict: PASS (%d checks)\n", len(v.Results))
 	} else {
-		fmt.Fprintf(w, "\nverdict: FAIL (%d of %d checks failed)\n", failed, len(v.Results))
+		fmt.Fprintf(w, "\nverdict: FAIL (%d of %d checks failed)\n", len(failed), len(v.Results))
+		for _, r := range failed {
+			fmt.Fprintf(w, "  FAIL %s / %s: %s\n", r.Device, r.Check, r.Reason)
+		}
+	}
+	for _, warn := range v.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
 }
 
 func runPolicy(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE]")
+		fmt.Fprintln(stderr, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
 		return 2
 	}
-	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE]")
+	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
 	fs.SetOutput(stderr)
 	from := fs.String("from", "", "the report to start from")
 	out := fs.String("out", "", "the policy file to write (device roots are written next to it)")
@@ -120,6 +154,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.snpARK, "snp-ark", "", "SEV-SNP ARK file to trust instead of AMD's (test platforms)")
 	fs.StringVar(&o.snpASK, "snp-ask", "", "SEV-SNP ASK file to trust instead of AMD's (test platforms)")
 	fs.StringVar(&o.tdxRoot, "tdx-root", "", "TDX root CA file to trust instead of Intel's (test platforms)")
+	force := fs.Bool("force", false, "write a policy from a report that does not verify, and overwrite existing files")
 	fs.BoolVar(&o.devicesOnly, "devices-only", false, "write only the device rules: the guest's own policy (devattest-guest's policy:), without platform block or guest policy digest")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
@@ -133,23 +168,19 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return cli.Fail(stderr, "devattest policy init", err)
 	}
-	warnings, err := writePolicy(rep, *out, o)
+	d, err := draftPolicy(rep, *out, o)
+	if err != nil {
+		return cli.Fail(stderr, "devattest policy init", err)
+	}
+	for _, w := range d.warnings {
+		fmt.Fprintf(stderr, "devattest policy init: %s\n", w)
+	}
+	warnings, err := writeDraft(d, rep, *out, o.devicesOnly, *force)
 	for _, w := range warnings {
 		fmt.Fprintf(stderr, "devattest policy init: %s\n", w)
 	}
 	if err != nil {
 		return cli.Fail(stderr, "devattest policy init", err)
-	}
-	load := policy.Parse
-	if o.devicesOnly {
-		load = policy.ParseDevices
-	}
-	b, err := os.ReadFile(*out)
-	if err == nil {
-		_, err = load(b, filepath.Dir(*out))
-	}
-	if err != nil {
-		return cli.Fail(stderr, "devattest policy init", fmt.Errorf("the written policy does not load: %w", err))
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", *out)
 	return 0

@@ -210,8 +210,8 @@ func TestVerifyEndToEnd(t *testing.T) {
 				refuse(t, e.report, p, e.nonceHex, policy.CheckKind)
 			})
 			t.Run("reference measurement changed", func(t *testing.T) {
-				v := e.rep.Devices[1].Measurements.Blocks[1].Value
-				bad := strings.Replace(string(pol), v, strings.Repeat("11", len(v)/2), 1)
+				v := e.rep.ParsedBody().Devices[1].Measurements.Blocks[1].Value
+				bad := strings.Replace(string(pol), v.String(), strings.Repeat("11", len(v)), 1)
 				p := writeFile(t, filepath.Join(filepath.Dir(e.policy), "wrong.yaml"), []byte(bad))
 				refuse(t, e.report, p, e.nonceHex, policy.CheckReference)
 			})
@@ -235,23 +235,32 @@ func TestVerifyEndToEnd(t *testing.T) {
 				// quote and the TPM's TPMS_ATTEST.
 				mutate(t, func(r *evidence.Report) { r.Platform.Report[8+0x30] ^= 1 }, policy.CheckPlatform)
 			})
-			t.Run("evidence byte", func(t *testing.T) {
-				mutate(t, func(r *evidence.Report) { r.Evidence[0][len(r.Evidence[0])/2] ^= 1 }, policy.CheckFormat)
-			})
-			t.Run("evidence re-made", func(t *testing.T) {
-				// Consistent devices and evidence bytes, but not the ones
-				// the platform report signed.
+			t.Run("body byte", func(t *testing.T) {
+				// A hex digit of the first measurement block's value: the
+				// body stays well-formed, but is not what was signed.
+				v := e.rep.ParsedBody().Devices[0].Measurements.Blocks[0].Value.String()
 				mutate(t, func(r *evidence.Report) {
-					r.Devices[0].Measurements.Blocks[0].Value = strings.Repeat("22", 48)
-					r.Evidence[0], _ = evidence.DeviceEvidenceBytes(r.Devices[0])
+					r.Body = bytes.Replace(r.Body, []byte(v), []byte(strings.Repeat("22", len(v)/2)), 1)
 				}, policy.CheckPlatform)
 			})
+			t.Run("body not canonical", func(t *testing.T) {
+				mutate(t, func(r *evidence.Report) { r.Body = append([]byte(" "), r.Body...) }, policy.CheckFormat)
+			})
 			t.Run("nonce field", func(t *testing.T) {
-				mutate(t, func(r *evidence.Report) { r.Nonce = append(r.Nonce, 0) }, policy.CheckOwnerNonce)
+				mutate(t, func(r *evidence.Report) {
+					r.Body = bytes.Replace(r.Body, []byte(`"nonce":"`), []byte(`"nonce":"00`), 1)
+				}, policy.CheckOwnerNonce)
 			})
 			if tc.name != "fake-snp" {
 				t.Run("event log", func(t *testing.T) {
-					mutate(t, func(r *evidence.Report) { r.Platform.EventLog[1].Digest[0] ^= 1 }, checkEventLog)
+					mutate(t, func(r *evidence.Report) {
+						var pr platform.Report
+						if err := pr.UnmarshalBinary(r.Platform.Report); err != nil {
+							t.Fatal(err)
+						}
+						pr.EventLog[1].Digest[0] ^= 1
+						r.Platform.Report, _ = pr.MarshalBinary()
+					}, policy.CheckBootBinding)
 				})
 			}
 			platformRuleCases(t, tc.name, e, string(pol), refuse)
@@ -384,7 +393,11 @@ func TestPolicyInitDevicesOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := attestOn(t, "fake-snp", att, func(string) []string { return nil })
+	e := attestOn(t, "fake-snp", att, func(dir string) []string {
+		r := att.Roots()
+		return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
+			"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
+	})
 	out := filepath.Join(e.dir, "guest", "devices.yaml")
 	if err := os.Mkdir(filepath.Dir(out), 0o700); err != nil {
 		t.Fatal(err)
@@ -463,11 +476,17 @@ func TestVerifyDaemonReport(t *testing.T) {
 	if code, out, errOut := runCmd("verify", report, "--policy", pol, "--nonce", nonceHex); code != 0 {
 		t.Fatalf("verify of the daemon's report: %d\n%s%s", code, out, errOut)
 	}
-	if code, out, _ := runCmd("inspect", report); code != 0 || !strings.Contains(out, "boot evidence") {
+	if code, out, _ := runCmd("inspect", report); code != 0 || !strings.Contains(out, "boot section") {
 		t.Errorf("inspect does not show the boot section: %d\n%s", code, out)
 	}
-	rep.Boot = nil
-	code, out, _ := runCmd("verify", write("no-boot.json", rep), "--policy", pol, "--nonce", nonceHex, "--json")
+	body := rep.ParsedBody()
+	body.Boot = nil
+	noBoot, err := evidence.NewReport(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noBoot.Platform = rep.Platform
+	code, out, _ := runCmd("verify", write("no-boot.json", noBoot), "--policy", pol, "--nonce", nonceHex, "--json")
 	var v policy.Verdict
 	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || failed(v.Results)[policy.CheckBootBinding] == "" {
 		t.Fatalf("verify without the boot section: %d %v\n%s", code, err, out)
