@@ -108,8 +108,12 @@ func TestTDXRules(t *testing.T) {
 	check("mrseam unknown", "MRSEAM 0707", func() (string, error) { return r.CheckMRSEAM(v(7)) })
 	check("mrsigner_seam listed", "", func() (string, error) { return r.CheckMRSignerSEAM(v(6)) })
 	check("mrsigner_seam unknown", "MRSIGNERSEAM 0000", func() (string, error) { return r.CheckMRSignerSEAM(v(0)) })
-	check("tee_tcb_svn equal", "", func() (string, error) { return r.CheckTEETCBSVN([]byte{3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) })
-	check("tee_tcb_svn higher", "", func() (string, error) { return r.CheckTEETCBSVN([]byte{4, 1, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) })
+	check("tee_tcb_svn equal", "", func() (string, error) {
+		return r.CheckTEETCBSVN([]byte{3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	})
+	check("tee_tcb_svn higher", "", func() (string, error) {
+		return r.CheckTEETCBSVN([]byte{4, 1, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	})
 	check("tee_tcb_svn low", "SVN 0 is 2, below the minimum 3", func() (string, error) {
 		return r.CheckTEETCBSVN([]byte{2, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	})
