@@ -599,7 +599,7 @@ func (p *PlatformRule) loadRoots(dir string) error {
 			return fmt.Errorf("platform.roots.%s: %d certificates, want 1", f.key, len(certs))
 		}
 		*f.dst = certs[0].Raw
-		if name, ok := platform.TestRoot(certs[0]); ok && (p.Kind == KindTDX) == (f.key == "tdx_root") && p.Kind != KindTPM {
+		if name, ok := platform.TestRoot(certs[0]); ok && p.testRoot == "" && (p.Kind == KindTDX) == (f.key == "tdx_root") && p.Kind != KindTPM {
 			p.testRoot = name
 		}
 	}
