@@ -159,7 +159,7 @@ func (r *TDXRule) CheckDebug(tdAttributes []byte) (string, error) {
 	case !debug:
 		return "not a debug TD (TD_ATTRIBUTES bit 0 clear)", nil
 	case r != nil && r.AllowDebug:
-		return skipped("a debug TD (allow_debug: true); this TD is one: the host can read and change its memory"), nil
+		return skipped("a debug TD (allow_debug: true), which this TD is: the host can read and change its memory"), nil
 	default:
 		return "", errors.New("a debug TD (TD_ATTRIBUTES bit 0): the host can read and change its memory; refused unless the policy says allow_debug: true")
 	}

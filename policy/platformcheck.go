@@ -220,7 +220,7 @@ func (s *SNPRule) check(r *spb.Report, add addFunc) {
 		case !pol.Debug:
 			return "the guest policy forbids debugging", nil
 		case s != nil && s.PolicyDebugAllowed:
-			return skipped("a guest policy that allows debugging (policy_debug_allowed: true); this one does: the host can read and change guest memory"), nil
+			return skipped("debugging (policy_debug_allowed: true), which this guest policy allows: the host can read and change guest memory"), nil
 		}
 		return "", errors.New("the guest policy allows debugging (the host can read and change guest memory); refused unless the policy says policy_debug_allowed: true")
 	}()))
@@ -231,7 +231,7 @@ func (s *SNPRule) check(r *spb.Report, add addFunc) {
 		case !pol.MigrateMA:
 			return "the guest policy forbids a migration agent (MIGRATE_MA clear)", nil
 		case s != nil && s.AllowMigrateMA:
-			return skipped("a migration agent (allow_migrate_ma: true); this guest policy allows one: it can export the guest's memory"), nil
+			return skipped("a migration agent (allow_migrate_ma: true), which this guest policy allows: it can export the guest's memory"), nil
 		}
 		return "", errors.New("the guest policy allows a migration agent (MIGRATE_MA), which can export the guest's memory; refused unless the policy says allow_migrate_ma: true")
 	}()))

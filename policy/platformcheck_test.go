@@ -319,3 +319,76 @@ func TestCheckPlatformTPM(t *testing.T) {
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+// FuzzCheckPlatform: no input panics CheckPlatform, the number of lines
+// depends only on the policy's kind, and facts come only with a verified
+// report. Seeds: a fake SEV-SNP report, a fake TDX quote and a TPM
+// simulator quote, all for the same user data.
+func FuzzCheckPlatform(f *testing.F) {
+	dir := f.TempDir()
+	writeSelfSigned(f, filepath.Join(dir, "dev.pem"))
+	ud := [64]byte{0xf0}
+	snp, err := platform.NewFakeSNP()
+	if err != nil {
+		f.Fatal(err)
+	}
+	tdx, err := platform.NewFakeTDX(platform.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	var policies []*policy.Policy
+	parse := func(platformYAML string) {
+		p, err := policy.Parse([]byte("devices:\n  - default: true\n    trust_anchors: [dev.pem]\nplatform:\n"+platformYAML), dir)
+		if err != nil {
+			f.Fatal(err)
+		}
+		policies = append(policies, p)
+	}
+	write := func(name string, b []byte) string {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			f.Fatal(err)
+		}
+		return name
+	}
+	zero48 := strings.Repeat("00", 48)
+	roots := snp.Roots()
+	parse("  kind: snp\n  allow_test_roots: true\n  roots: {snp_ark: " + write("ark.der", roots.ARK) + ", snp_ask: " + write("ask.der", roots.ASK) +
+		"}\n  snp:\n    measurement: [" + zero48 + "]\n    policy_debug_allowed: true\n")
+	parse("  kind: tdx\n  allow_test_roots: true\n  roots: {tdx_root: " + write("tdx.der", tdx.RootCertificate()) + "}\n  tdx:\n    mrtd: [" + zero48 + "]\n")
+	for _, a := range []platform.Attester{snp, tdx} {
+		r, err := a.Report(context.Background(), ud)
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, err := r.MarshalBinary()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	if tpm, err := platform.NewFakeTPM(platform.Options{}); err == nil {
+		r, err := tpm.Report(context.Background(), ud)
+		tpm.Close()
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, err := r.MarshalBinary()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		parse("  kind: tpm\n  tpm:\n    ak_public: [" + hexOf(r.AKPublic) + "]\n")
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, p := range policies {
+			facts, rs := p.CheckPlatform(b, ud)
+			want := map[string]int{"snp": 9, "tdx": 12, "tpm": 6}[p.Platform.Kind]
+			if len(rs) != want {
+				t.Fatalf("%s: %d lines, want %d", p.Platform.Kind, len(rs), want)
+			}
+			if facts != nil && (!rs[0].OK || facts.Kind != p.Platform.Kind) {
+				t.Fatalf("facts %+v with %+v", facts, rs[0])
+			}
+		}
+	})
+}
