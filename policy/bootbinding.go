@@ -108,15 +108,6 @@ func (p *Policy) checkNoRegister(body *evidence.Body, facts *PlatformFacts) (str
 	return "skipped: policy allows no runtime register (the device evidence is bound by the user data only)", nil
 }
 
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // checkSameAsBoot checks a report taken after boot against the boot
 // evidence it carries: the same guest policy, the same devices in the same
 // order, and each device that passes now presenting the certificate chain

@@ -55,7 +55,7 @@ func openPlatform(t *testing.T, kind, dir string) *plat {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pl.yaml = fmt.Sprintf("platform:\n  kind: snp\n  snp:\n    measurement: [%x]\n    policy_debug_allowed: true\n  roots:\n    snp_ark: ark.der\n    snp_ask: ask.der\n", r.GetMeasurement())
+		pl.yaml = fmt.Sprintf("platform:\n  kind: snp\n  allow_test_roots: true\n  snp:\n    measurement: [%x]\n    policy_debug_allowed: true\n    min_tcb: {bootloader: 0, tee: 0, snp: 0, microcode: 0}\n  roots:\n    snp_ark: ark.der\n    snp_ask: ask.der\n", r.GetMeasurement())
 	case policy.KindTDX:
 		f, err := platform.NewFakeTDX(platform.Options{})
 		if err != nil {
@@ -71,7 +71,7 @@ func openPlatform(t *testing.T, kind, dir string) *plat {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pl.yaml = fmt.Sprintf("platform:\n  kind: tdx\n  tdx:\n    mrtd: [%x]\n  roots:\n    tdx_root: tdx-root.der\n", q.(*tdxpb.QuoteV4).GetTdQuoteBody().GetMrTd())
+		pl.yaml = fmt.Sprintf("platform:\n  kind: tdx\n  allow_test_roots: true\n  tdx:\n    mrtd: [%x]\n  roots:\n    tdx_root: tdx-root.der\n", q.(*tdxpb.QuoteV4).GetTdQuoteBody().GetMrTd())
 	case policy.KindTPM:
 		if pl.att, err = platform.NewFakeTPM(platform.Options{}); err != nil {
 			t.Fatal(err)
@@ -168,6 +168,6 @@ func replaceInBody(t *testing.T, report []byte, old, new string) []byte {
 	return out
 }
 
-func hexOf(s string) string { return fmt.Sprintf("%x", s) }
+func hexStr(s string) string { return fmt.Sprintf("%x", s) }
 
 var _ = strings.Repeat

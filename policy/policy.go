@@ -133,19 +133,30 @@ type ReferenceMeasurement struct {
 	Digest HexList `yaml:"digest"`
 }
 
-// PlatformRule is what the platform report must show.
+// PlatformRule is what the platform report must show. Every rule that is
+// absent means its secure default (see CheckPlatform), never "anything
+// goes".
 type PlatformRule struct {
 	// Kind is snp, tdx or tpm.
 	Kind string `yaml:"kind"`
 	// AllowNoRuntimeRegister accepts a report whose boot binding is "no
 	// runtime register" (default true for snp, false otherwise).
-	AllowNoRuntimeRegister *bool    `yaml:"allow_no_runtime_register"`
-	SNP                    *SNPRule `yaml:"snp"`
-	TDX                    *TDXRule `yaml:"tdx"`
-	TPM                    *TPMRule `yaml:"tpm"`
+	AllowNoRuntimeRegister *bool `yaml:"allow_no_runtime_register"`
+	// AllowTestRoots accepts a report that chains to a known test root of
+	// the fake platforms (policy/platform.TestRoot), with a warning line.
+	// Without it such a report is refused.
+	AllowTestRoots bool     `yaml:"allow_test_roots"`
+	SNP            *SNPRule `yaml:"snp"`
+	TDX            *TDXRule `yaml:"tdx"`
+	TPM            *TPMRule `yaml:"tpm"`
 	// Roots replace the vendors' production roots: for test platforms
 	// (the fake SEV-SNP and TDX signers) or a private root of trust.
 	Roots Roots `yaml:"roots"`
+
+	// anchors are the loaded Roots; testRoot names a test root among the
+	// roots of Kind ("" when none).
+	anchors  platform.TrustAnchors
+	testRoot string
 }
 
 // NoRuntimeRegisterAllowed applies the default of AllowNoRuntimeRegister.
@@ -156,17 +167,32 @@ func (p *PlatformRule) NoRuntimeRegisterAllowed() bool {
 	return p.Kind == KindSNP
 }
 
-// SNPRule lists accepted SEV-SNP launch measurements, and optionally the
-// lowest acceptable TCB and the acceptable VMPLs.
+// SNPRule is what a SEV-SNP attestation report must show.
 type SNPRule struct {
-	Measurement        HexList `yaml:"measurement"`
-	PolicyDebugAllowed bool    `yaml:"policy_debug_allowed"`
-	// MinTCB is the lowest acceptable reported TCB (REPORTED_TCB).
+	// Measurement lists the accepted launch measurements. Required.
+	Measurement HexList `yaml:"measurement"`
+	// PolicyDebugAllowed accepts a guest policy that allows debugging.
+	PolicyDebugAllowed bool `yaml:"policy_debug_allowed"`
+	// AllowMigrateMA accepts a guest policy that allows a migration
+	// agent (MIGRATE_MA), which can export the guest's memory.
+	AllowMigrateMA bool `yaml:"allow_migrate_ma"`
+	// MinTCB is the lowest acceptable TCB: both the reported TCB (what
+	// the VCEK certifies, chosen by the host) and the current TCB (the
+	// firmware running) must meet it. Absent: an all-zero TCB is refused.
 	MinTCB *SNPTCB `yaml:"min_tcb"`
-	// VMPL lists the VMPLs (0 to 3) the report may come from; empty
-	// allows any.
+	// VMPL lists the VMPLs (0 to 3) the report may come from. Absent:
+	// [0], the most privileged level, where the guest's kernel runs
+	// without an SVSM.
 	VMPL []uint8 `yaml:"vmpl"`
+	// MinReportVersion is the lowest acceptable report format version
+	// (absent: DefaultSNPMinReportVersion).
+	MinReportVersion uint32 `yaml:"min_report_version"`
 }
+
+// DefaultSNPMinReportVersion is the lowest SEV-SNP report version accepted
+// when the policy names none: version 2 added the current and committed
+// TCB that min_tcb judges.
+const DefaultSNPMinReportVersion = 2
 
 // SNPTCB are the security patch levels (SVNs) of a SEV-SNP TCB version.
 type SNPTCB struct {
@@ -176,32 +202,55 @@ type SNPTCB struct {
 	Microcode  uint8 `yaml:"microcode"`
 }
 
-// TDXRule lists accepted TD measurements (MRTD), and optionally accepted
-// RTMR values and the exact TD attributes and XFAM.
+// TDXRule is what a TDX quote must show.
 type TDXRule struct {
+	// MRTD lists the accepted TD measurements. Required.
 	MRTD HexList `yaml:"mrtd"`
-	// RTMRs maps an RTMR index (0 to 3) to its accepted values (48 bytes
-	// each). RTMR[3] carries devattest's boot binding, so usually only
-	// RTMRs 0 to 2 are pinned.
+	// AllowDebug accepts a debug TD (TD_ATTRIBUTES bit 0), whose memory
+	// and state the host can read and change.
+	AllowDebug bool `yaml:"allow_debug"`
+	// MRSEAM lists the accepted TDX module measurements. Absent: any
+	// module that passes mrsigner_seam and min_tee_tcb_svn, but never an
+	// all-zero MRSEAM.
+	MRSEAM HexList `yaml:"mrseam"`
+	// MRSignerSEAM lists the accepted signers of the TDX module. Absent:
+	// all zero, which is what a module signed by Intel shows.
+	MRSignerSEAM HexList `yaml:"mrsigner_seam"`
+	// MinTEETCBSVN (16 bytes) is the lowest acceptable TEE_TCB_SVN, each
+	// byte compared with the quote's byte at the same position. Absent:
+	// an all-zero TEE_TCB_SVN is refused.
+	MinTEETCBSVN HexBytes `yaml:"min_tee_tcb_svn"`
+	// RTMRs maps an RTMR index (0 to 2) to its accepted values (48 bytes
+	// each). RTMR[3] carries devattest's boot binding (replayed from the
+	// event log) and may not be pinned. Absent: not judged (the line says
+	// so).
 	RTMRs map[uint8]HexList `yaml:"rtmrs"`
 	// TDAttributes and XFAM (8 bytes each, as in the quote) must be
-	// exactly these values when set.
+	// exactly these values when set. Absent: no bit outside those the
+	// architecture allows (TDAttributesAllowed, XFAMFixed0/XFAMFixed1).
 	TDAttributes HexBytes `yaml:"td_attributes"`
 	XFAM         HexBytes `yaml:"xfam"`
 }
 
-// TPMRule lists the trusted TPM attestation keys (TPMT_PUBLIC, hex) and
-// optionally the accepted values of quoted PCRs.
+// TPMRule is what a vTPM quote must show.
 type TPMRule struct {
+	// AKPublic lists the trusted attestation keys (TPMT_PUBLIC, hex).
+	// Required: a quote proves nothing about a key nobody vouched for.
 	AKPublic HexList `yaml:"ak_public"`
+	// QuotedPCRs are PCRs the quote must cover besides the boot-binding
+	// PCR (DefaultTPMPCR), which it must always cover.
+	QuotedPCRs []uint8 `yaml:"quoted_pcrs"`
 	// PCRs maps a PCR index (0 to 23) to its accepted SHA-256 bank values.
-	// The boot-binding PCR (DefaultTPMPCR) is checked by replaying the
-	// event log and may not be pinned.
+	// The boot-binding PCR is checked by replaying the event log and may
+	// not be pinned. Absent: not judged (the line says so).
 	PCRs map[uint8]HexList `yaml:"pcrs"`
 }
 
 // DefaultTPMPCR is the vTPM PCR that carries the boot binding.
 const DefaultTPMPCR = platform.DefaultTPMPCR
+
+// DefaultTDXRTMR is the TDX RTMR that carries the boot binding.
+const DefaultTDXRTMR = platform.DefaultTDXRTMR
 
 // Roots are files (relative to the policy file) with platform roots.
 type Roots struct {
@@ -474,14 +523,12 @@ func (p *PlatformRule) check(dir string) error {
 	case p.Kind == KindTPM && (p.TPM == nil || len(p.TPM.AKPublic) == 0):
 		return errors.New("platform.tpm.ak_public: missing")
 	}
-	if p.SNP != nil {
-		for i, m := range p.SNP.Measurement {
+	if s := p.SNP; s != nil {
+		for i, m := range s.Measurement {
 			if len(m) != 48 {
 				return fmt.Errorf("platform.snp.measurement[%d]: %d bytes, want 48", i, len(m))
 			}
 		}
-	}
-	if s := p.SNP; s != nil {
 		for i, v := range s.VMPL {
 			if v > 3 {
 				return fmt.Errorf("platform.snp.vmpl[%d]: %d (want 0 to 3)", i, v)
@@ -492,13 +539,24 @@ func (p *PlatformRule) check(dir string) error {
 		}
 	}
 	if t := p.TDX; t != nil {
-		for i, m := range t.MRTD {
-			if len(m) != 48 {
-				return fmt.Errorf("platform.tdx.mrtd[%d]: %d bytes, want 48", i, len(m))
+		for _, l := range []struct {
+			key  string
+			list HexList
+		}{{"mrtd", t.MRTD}, {"mrseam", t.MRSEAM}, {"mrsigner_seam", t.MRSignerSEAM}} {
+			for i, m := range l.list {
+				if len(m) != 48 {
+					return fmt.Errorf("platform.tdx.%s[%d]: %d bytes, want 48", l.key, i, len(m))
+				}
 			}
+		}
+		if _, ok := t.RTMRs[DefaultTDXRTMR]; ok {
+			return fmt.Errorf("platform.tdx.rtmrs: RTMR %d carries the boot binding, which is checked by replaying the event log; do not pin it", DefaultTDXRTMR)
 		}
 		if err := checkRegisters("platform.tdx.rtmrs", "RTMR", t.RTMRs, 3, 48); err != nil {
 			return err
+		}
+		if t.MinTEETCBSVN != nil && len(t.MinTEETCBSVN) != 16 {
+			return fmt.Errorf("platform.tdx.min_tee_tcb_svn: %d bytes, want 16", len(t.MinTEETCBSVN))
 		}
 		if t.TDAttributes != nil && len(t.TDAttributes) != 8 {
 			return fmt.Errorf("platform.tdx.td_attributes: %d bytes, want 8", len(t.TDAttributes))
@@ -514,7 +572,21 @@ func (p *PlatformRule) check(dir string) error {
 		if err := checkRegisters("platform.tpm.pcrs", "PCR", t.PCRs, 23, 32); err != nil {
 			return err
 		}
+		for i, v := range t.QuotedPCRs {
+			if v > 23 {
+				return fmt.Errorf("platform.tpm.quoted_pcrs[%d]: %d (want 0 to 23)", i, v)
+			}
+			if slices.Index(t.QuotedPCRs, v) != i {
+				return fmt.Errorf("platform.tpm.quoted_pcrs[%d]: %d repeated", i, v)
+			}
+		}
 	}
+	return p.loadRoots(dir)
+}
+
+// loadRoots loads the roots files into anchors and notes a test root
+// among those of the policy's kind.
+func (p *PlatformRule) loadRoots(dir string) error {
 	r := &p.Roots
 	if (r.SNPARK == "") != (r.SNPASK == "") {
 		return errors.New("platform.roots: snp_ark and snp_ask go together")
@@ -534,6 +606,17 @@ func (p *PlatformRule) check(dir string) error {
 			return fmt.Errorf("platform.roots.%s: %d certificates, want 1", f.key, len(certs))
 		}
 		*f.dst = certs[0].Raw
+		if name, ok := platform.TestRoot(certs[0]); ok && p.testRoot == "" && (p.Kind == KindTDX) == (f.key == "tdx_root") && p.Kind != KindTPM {
+			p.testRoot = name
+		}
+	}
+	if r.SNPARKDER != nil {
+		p.anchors.SNP = &platform.SNPRoots{ARK: r.SNPARKDER, ASK: r.SNPASKDER}
+	}
+	if r.TDXRootDER != nil {
+		c, _ := x509.ParseCertificate(r.TDXRootDER) // parsed above
+		p.anchors.TDX = x509.NewCertPool()
+		p.anchors.TDX.AddCert(c)
 	}
 	return nil
 }

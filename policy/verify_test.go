@@ -95,14 +95,14 @@ func verifyCases() []verifyCase {
 		// covered; now an edit anywhere in the body breaks the signature.
 		{name: "snp policy digest edited after signing", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
 			b, n := honest(t, pl, a)
-			return replaceInBody(t, b, hexOf("guest policy digest"), hexOf("enforced policy dig")), n
+			return replaceInBody(t, b, hexStr("guest policy digest"), hexStr("enforced policy dig")), n
 		}, fails: []string{policy.CheckPlatform, policy.CheckBootBinding}},
 		{name: "snp created edited after signing", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
 			b, n := honest(t, pl, a)
 			return replaceInBody(t, b, `"created":"2`, `"created":"1`), n
 		}, fails: []string{policy.CheckPlatform, policy.CheckBootBinding}},
 		{name: "guest policy digest differs", kind: "snp", extra: "guest_policy_digest: abcd\n", fails: []string{policy.CheckGuestPolicy}},
-		{name: "guest policy digest matches", kind: "snp", extra: "guest_policy_digest: " + hexOf("guest policy digest") + "\n"},
+		{name: "guest policy digest matches", kind: "snp", extra: "guest_policy_digest: " + hexStr("guest policy digest") + "\n"},
 		{name: "snp claims a register", kind: "snp", build: func(t *testing.T, pl *plat, a attested) ([]byte, []byte) {
 			body := newBody(pl.kind, a.nonce, a.dev)
 			body.BootBinding = evidence.BootBindingExtended

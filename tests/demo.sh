@@ -108,7 +108,25 @@ echo "== the workload owner: a starting policy from this known-good report, then
 rm -f "$out/policy.yaml"
 bin/devattest policy init --from "$out/report.json" --out "$out/policy.yaml" \
   --snp-ark "$out/snp-ark.der" --snp-ask "$out/snp-ask.der"
-bin/devattest verify "$out/report.json" --policy "$out/policy.yaml" --nonce "$(cat "$out/nonce.hex")"
+bin/devattest verify "$out/report.json" --policy "$out/policy.yaml" --nonce "$(cat "$out/nonce.hex")" | tee "$out/verdict.txt"
+if ! grep -q 'test roots .*WARNING:' "$out/verdict.txt"; then
+  echo "demo: the verdict on a fake SEV-SNP report does not warn about its test root" >&2
+  exit 1
+fi
+echo "   (the fake SEV-SNP platform signs with go-sev-guest's published test keys: policy init wrote"
+echo "    allow_test_roots: true, and verify warns on every verdict)"
+echo
+echo "== the same report against that policy without allow_test_roots:"
+grep -v '^  allow_test_roots:' "$out/policy.yaml" > "$out/strict-policy.yaml"
+status=0
+bin/devattest verify "$out/report.json" --policy "$out/strict-policy.yaml" --nonce "$(cat "$out/nonce.hex")" \
+  > "$out/strict-verdict.txt" || status=$?
+grep -E '^DEVICE|test roots|verdict' "$out/strict-verdict.txt" || true
+if [ "$status" -ne 1 ] || ! grep -q 'test roots .*FAIL' "$out/strict-verdict.txt"; then
+  echo "demo: devattest verify exited $status for a fake platform without allow_test_roots, want 1 (refused)" >&2
+  exit 1
+fi
+echo "   (refused, as it must be)"
 echo
 
 echo "== the same report against a policy whose reference for one measurement differs:"

@@ -154,34 +154,54 @@ func platformRule(rep *evidence.Report, o initOptions, dir string) (string, erro
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "platform:\n  kind: %s\n", pr.Kind)
+	testRoot, err := testRootOf(pr.Kind, o)
+	if err != nil {
+		return "", err
+	}
+	if testRoot != "" {
+		fmt.Fprintf(&b, "  # WARNING: the roots given chain to a test root (%s):\n", testRoot)
+		b.WriteString("  # anyone can make such reports. Never use this policy in production.\n  allow_test_roots: true\n")
+	}
 	switch pr.Kind {
 	case platform.KindSNP:
 		r, err := abi.ReportToProto(pr.Raw)
 		if err != nil {
 			return "", fmt.Errorf("SEV-SNP report: %w", err)
 		}
-		debug := false
-		if pol, err := abi.ParseSnpPolicy(r.GetPolicy()); err == nil && pol.Debug {
-			debug = true
-			b.WriteString("  # The report's guest policy allows debugging (a test platform?): set\n  # policy_debug_allowed to false for production guests.\n")
+		pol, err := abi.ParseSnpPolicy(r.GetPolicy())
+		if err != nil {
+			return "", fmt.Errorf("SEV-SNP guest policy: %w", err)
 		}
-		fmt.Fprintf(&b, "  snp:\n    measurement: [%x]\n    policy_debug_allowed: %t\n", r.GetMeasurement(), debug)
-		t := snpTCB(r.GetReportedTcb())
-		b.WriteString("    # The reported TCB and VMPL of this report: raise min_tcb as AMD\n    # publishes fixes.\n")
-		fmt.Fprintf(&b, "    min_tcb: {bootloader: %d, tee: %d, snp: %d, microcode: %d}\n", t.Bootloader, t.TEE, t.SNP, t.Microcode)
+		fmt.Fprintf(&b, "  snp:\n    measurement: [%x]\n", r.GetMeasurement())
+		if pol.Debug {
+			b.WriteString("    # The report's guest policy allows debugging (a test platform?): set\n    # policy_debug_allowed to false for production guests.\n")
+		}
+		fmt.Fprintf(&b, "    policy_debug_allowed: %t\n", pol.Debug)
+		if pol.MigrateMA {
+			b.WriteString("    # The report's guest policy allows a migration agent, which can export\n    # the guest's memory.\n    allow_migrate_ma: true\n")
+		}
+		rt, ct := policy.SNPTCBOf(r.GetReportedTcb()), policy.SNPTCBOf(r.GetCurrentTcb())
+		b.WriteString("    # The lowest of this report's reported and current TCB: raise it as AMD\n    # publishes fixes.\n")
+		fmt.Fprintf(&b, "    min_tcb: {bootloader: %d, tee: %d, snp: %d, microcode: %d}\n",
+			min(rt.Bootloader, ct.Bootloader), min(rt.TEE, ct.TEE), min(rt.SNP, ct.SNP), min(rt.Microcode, ct.Microcode))
 		fmt.Fprintf(&b, "    vmpl: [%d]\n", r.GetVmpl())
+		fmt.Fprintf(&b, "    min_report_version: %d\n", max(r.GetVersion(), policy.DefaultSNPMinReportVersion))
 	case platform.KindTDX:
-		body, err := tdxBody(pr.Raw)
+		body, err := platform.TDXQuoteBody(pr.Raw)
 		if err != nil {
 			return "", fmt.Errorf("TDX quote: %w", err)
 		}
 		fmt.Fprintf(&b, "  tdx:\n    mrtd: [%x]\n", body.GetMrTd())
+		if len(body.GetTdAttributes()) == 8 && body.GetTdAttributes()[0]&1 != 0 {
+			b.WriteString("    # The report is from a debug TD (a test platform?): remove allow_debug\n    # for production guests.\n    allow_debug: true\n")
+		}
+		b.WriteString("    # The TDX module of this report: raise min_tee_tcb_svn as Intel\n    # publishes fixes; list other modules as they are deployed.\n")
+		fmt.Fprintf(&b, "    mrseam: [%x]\n    mrsigner_seam: [%x]\n    min_tee_tcb_svn: %x\n", body.GetMrSeam(), body.GetMrSignerSeam(), body.GetTeeTcbSvn())
 		fmt.Fprintf(&b, "    td_attributes: %x\n    xfam: %x\n", body.GetTdAttributes(), body.GetXfam())
-		boot := bootRegister(pr.EventLog)
 		b.WriteString("    # The RTMRs of this report (firmware, kernel and command line): pin\n    # them once the values are known to be the intended boot.\n")
 		b.WriteString("    # rtmrs:\n")
 		for i, v := range body.GetRtmrs() {
-			if i == boot {
+			if i == policy.DefaultTDXRTMR {
 				fmt.Fprintf(&b, "    #   RTMR %d carries the boot binding (replayed from the event log): not pinned\n", i)
 				continue
 			}
@@ -189,11 +209,17 @@ func platformRule(rep *evidence.Report, o initOptions, dir string) (string, erro
 		}
 	case platform.KindTPM:
 		fmt.Fprintf(&b, "  tpm:\n    # TPMT_PUBLIC of the attestation key; trust it only after checking it\n    # (EK certificate, credential activation).\n    ak_public: [%x]\n", pr.AKPublic)
-		boot := bootRegister(pr.EventLog)
+		var quoted []string
+		for _, v := range pr.PCRs {
+			if v.Index != policy.DefaultTPMPCR {
+				quoted = append(quoted, strconv.Itoa(int(v.Index)))
+			}
+		}
+		fmt.Fprintf(&b, "    # The PCRs this report's quote covers besides PCR %d (always required).\n    quoted_pcrs: [%s]\n", policy.DefaultTPMPCR, strings.Join(quoted, ", "))
 		b.WriteString("    # The quoted PCRs of this report (SHA-256 bank): pin them once the\n    # values are known to be the intended boot.\n")
 		b.WriteString("    # pcrs:\n")
 		for _, v := range pr.PCRs {
-			if int(v.Index) == boot {
+			if v.Index == policy.DefaultTPMPCR {
 				fmt.Fprintf(&b, "    #   PCR %d carries the boot binding (replayed from the event log): not pinned\n", v.Index)
 				continue
 			}
@@ -214,6 +240,33 @@ func platformRule(rep *evidence.Report, o initOptions, dir string) (string, erro
 		}
 	}
 	return b.String(), nil
+}
+
+// testRootOf names a test root among the roots files given for kind
+// (platform.TestRoot), "" when there is none.
+func testRootOf(kind platform.Kind, o initOptions) (string, error) {
+	var files []string
+	switch kind {
+	case platform.KindSNP:
+		files = []string{o.snpARK, o.snpASK}
+	case platform.KindTDX:
+		files = []string{o.tdxRoot}
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		certs, err := secchan.LoadCertificates(f)
+		if err != nil {
+			return "", err
+		}
+		for _, c := range certs {
+			if name, ok := platform.TestRoot(c); ok {
+				return name, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // sanitize turns a label into a file name.

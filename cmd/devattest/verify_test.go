@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	tdxpb "github.com/google/go-tdx-guest/proto/tdx"
 
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
@@ -339,7 +342,11 @@ func platformRuleCases(t *testing.T, name string, e e2e, pol string, refuse func
 			pinned := uncomment("rtmrs")
 			pass(t, pinned, policy.CheckTDXRTMRs)
 			fail(t, sub(pinned, `(?m)^      1: \[[0-9a-f]+\]`, "      1: ["+hex48+"]"), policy.CheckTDXRTMRs, "rtmrs: RTMR 1 is ")
-			fail(t, sub(pinned, `(?m)^    rtmrs:$`, "    rtmrs:\n      3: ["+hex48+"]"), policy.CheckTDXRTMRs, "RTMR 3 carries the boot binding")
+			code, _, errOut := runCmd("verify", e.report, "--policy",
+				write(t, sub(pinned, `(?m)^    rtmrs:$`, "    rtmrs:\n      3: ["+hex48+"]")), "--nonce", e.nonceHex)
+			if code == 0 || !strings.Contains(errOut, "RTMR 3 carries the boot binding") {
+				t.Fatalf("a policy pinning RTMR 3: exit %d, %s", code, errOut)
+			}
 		})
 		t.Run("td_attributes", func(t *testing.T) {
 			pass(t, pol, policy.CheckTDXAttribute)
@@ -491,4 +498,87 @@ func TestVerifyDaemonReport(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || failed(v.Results)[policy.CheckBootBinding] == "" {
 		t.Fatalf("verify without the boot section: %d %v\n%s", code, err, out)
 	}
+}
+
+// TestVerifyPlatformDefaults: devattest verify applies the platform
+// rules' secure defaults end to end (issue 14, findings 5 and 9): a debug
+// TD fails a policy whose tdx rule has only mrtd, and a fake SEV-SNP
+// report is refused without allow_test_roots and accepted with it, with a
+// WARNING line in text and JSON.
+func TestVerifyPlatformDefaults(t *testing.T) {
+	t.Run("debug TD with only mrtd", func(t *testing.T) {
+		att, err := platform.NewFakeTDX(platform.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		att.EditQuotes(func(b *tdxpb.TDQuoteBody) { b.TdAttributes[0] |= 1 })
+		rootFile := ""
+		e := attestOn(t, "fake-tdx", att, func(dir string) []string {
+			rootFile = writeFile(t, filepath.Join(dir, "tdx-root.der"), att.RootCertificate())
+			return []string{"--tdx-root", rootFile}
+		})
+		pol, err := os.ReadFile(e.policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(pol), "allow_debug: true") {
+			t.Fatalf("policy init did not write allow_debug for a debug TD:\n%s", pol)
+		}
+		i := bytes.Index(pol, []byte("platform:\n"))
+		only := append(bytes.Clone(pol[:i]), fmt.Sprintf("platform:\n  kind: tdx\n  allow_test_roots: true\n  roots: {tdx_root: %q}\n  tdx:\n    mrtd: [%s]\n",
+			rootFile, strings.Repeat("00", 48))...)
+		p := writeFile(t, filepath.Join(filepath.Dir(e.policy), "mrtd-only.yaml"), only)
+		code, out, errOut := runCmd("verify", e.report, "--policy", p, "--nonce", e.nonceHex, "--json")
+		var v policy.Verdict
+		if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 {
+			t.Fatalf("verify: %d %v\n%s%s", code, err, out, errOut)
+		}
+		if f := failed(v.Results); !strings.Contains(f[policy.CheckTDXDebug], "a debug TD") || len(f) != 1 {
+			t.Fatalf("want only %q refused: %v", policy.CheckTDXDebug, f)
+		}
+	})
+	t.Run("fake-snp test roots", func(t *testing.T) {
+		att, err := platform.NewFakeSNP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := attestOn(t, "fake-snp", att, func(dir string) []string {
+			r := att.Roots()
+			return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
+				"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
+		})
+		code, out, errOut := runCmd("verify", e.report, "--policy", e.policy, "--nonce", e.nonceHex)
+		if code != 0 || !regexp.MustCompile(`platform +test roots +pass +WARNING: the report chains to a test root, go-sev-guest's fake ARK`).MatchString(out) {
+			t.Fatalf("verify with allow_test_roots: %d, want PASS with a WARNING line\n%s%s", code, out, errOut)
+		}
+		code, out, _ = runCmd("verify", e.report, "--policy", e.policy, "--nonce", e.nonceHex, "--json")
+		var v policy.Verdict
+		if err := json.Unmarshal([]byte(out), &v); err != nil || code != 0 {
+			t.Fatalf("verify --json: %d %v\n%s", code, err, out)
+		}
+		warned := false
+		for _, r := range v.Results {
+			warned = warned || r.Check == policy.CheckTestRoots && r.OK && strings.HasPrefix(r.Reason, "WARNING: ")
+		}
+		if !warned {
+			t.Fatalf("verify --json has no test roots warning: %+v", v.Results)
+		}
+		pol, err := os.ReadFile(e.policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		strict := regexp.MustCompile(`(?m)^  allow_test_roots: true\n`).ReplaceAll(pol, nil)
+		if bytes.Equal(strict, pol) {
+			t.Fatalf("policy init did not write allow_test_roots for a fake SEV-SNP report:\n%s", pol)
+		}
+		p := writeFile(t, filepath.Join(filepath.Dir(e.policy), "strict.yaml"), strict)
+		code, out, _ = runCmd("verify", e.report, "--policy", p, "--nonce", e.nonceHex, "--json")
+		v = policy.Verdict{}
+		if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 {
+			t.Fatalf("verify without allow_test_roots: %d %v\n%s", code, err, out)
+		}
+		if got := failed(v.Results)[policy.CheckTestRoots]; !strings.Contains(got, "go-sev-guest's fake ARK") {
+			t.Fatalf("test roots refused with %q", got)
+		}
+	})
 }

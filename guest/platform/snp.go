@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-sev-guest/abi"
 	sevclient "github.com/google/go-sev-guest/client"
 	labi "github.com/google/go-sev-guest/client/linuxabi"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	sevtest "github.com/google/go-sev-guest/testing"
 )
 
@@ -22,6 +23,8 @@ type snpAttester struct {
 	// registered for, so Report registers userData first.
 	fake *sevtest.QuoteProvider
 	fms  uint32
+	// edit, when set, changes the fake's unsigned report before signing.
+	edit func(*spb.Report)
 }
 
 func newSNP() (*snpAttester, error) {
@@ -64,6 +67,31 @@ func (f *FakeSNP) Roots() *SNPRoots {
 	return &SNPRoots{ARK: s.Ark.Raw, ASK: s.Ask.Raw, ASVK: s.Asvk.Raw}
 }
 
+// EditReports makes every later report of the fake carry the fields edit
+// sets (VMPL, guest policy, TCB, ...), signed as usual: for tests of a
+// verifier's rules. edit must not change REPORT_DATA.
+func (f *FakeSNP) EditReports(edit func(r *spb.Report)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.edit = edit
+}
+
+// editRawReport applies edit to the unsigned report in raw (its first
+// abi.ReportSize bytes).
+func editRawReport(raw []byte, edit func(*spb.Report)) error {
+	r, err := abi.ReportToProto(raw[:abi.ReportSize])
+	if err != nil {
+		return fmt.Errorf("platform: fake SEV-SNP: %w", err)
+	}
+	edit(r)
+	b, err := abi.ReportToAbiBytes(r)
+	if err != nil {
+		return fmt.Errorf("platform: fake SEV-SNP: edited report: %w", err)
+	}
+	copy(raw, b[:abi.ReportSize])
+	return nil
+}
+
 func (a *snpAttester) Kind() Kind { return KindSNP }
 
 func (a *snpAttester) Report(ctx context.Context, userData [UserDataSize]byte) (*Report, error) {
@@ -80,8 +108,14 @@ func (a *snpAttester) Report(ctx context.Context, userData [UserDataSize]byte) (
 		// The fake device answers only REPORT_DATA it knows: register an
 		// unsigned V3 report for this one; the fake AMD-SP signs it.
 		key := hex.EncodeToString(userData[:])
+		data := sevtest.TestRawReportV3(userData, a.fms)
+		if a.edit != nil {
+			if err := editRawReport(data[:], a.edit); err != nil {
+				return nil, err
+			}
+		}
 		a.fake.Device.ReportDataRsp[key] = &sevtest.GetReportResponse{
-			Resp: labi.SnpReportRespABI{Data: sevtest.TestRawReportV3(userData, a.fms)},
+			Resp: labi.SnpReportRespABI{Data: data},
 		}
 		defer delete(a.fake.Device.ReportDataRsp, key)
 	}

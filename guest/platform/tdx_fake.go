@@ -30,7 +30,9 @@ import (
 // binds an attestation key, and quotes signed by that attestation key. Its
 // quotes verify only against Roots(), never against Intel's SGX root CA.
 // go-tdx-guest's own fake only replays a canned Intel quote, hence this
-// signer. The TD measurements (MRTD, TEE_TCB_SVN, ...) are zero; only
+// signer. The TD measurements (MRTD, the TD's attributes, ...) are zero;
+// the TDX module's identity is a fixed made-up one (FakeTDXMRSEAM,
+// FakeTDXTEETCBSVN, signed by Intel as MRSIGNERSEAM zero says); only
 // REPORTDATA and the RTMRs carry information. Collateral (TCB info, QE
 // identity) for this signer does not exist: never for production trust.
 type FakeTDX struct {
@@ -41,6 +43,7 @@ type FakeTDX struct {
 	root   *x509.Certificate
 	akKey  *ecdsa.PrivateKey
 	signed *tdxpb.Ecdsa256BitQuoteV4AuthData // QE certification data; Signature filled per quote
+	edit   func(*tdxpb.TDQuoteBody)
 }
 
 // Fake PCK certificate values (SGX extension contents).
@@ -49,6 +52,14 @@ var (
 	fakeTDXPCEID = []byte{0x00, 0x00}
 	// Intel's QE vendor ID (939A7233-F79C-4CA9-940A-0DB3957F0607).
 	fakeTDXQEVendorID = []byte{0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07}
+)
+
+// The fake TDX module's identity: a made-up MRSEAM and TEE_TCB_SVN, so
+// that a fake quote passes a verifier's defaults, which refuse the
+// all-zero values no real module has.
+var (
+	FakeTDXMRSEAM    = func() []byte { d := sha512.Sum384([]byte("devattest fake TDX module")); return d[:] }()
+	FakeTDXTEETCBSVN = []byte{0x03, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 )
 
 // NewFakeTDX returns a fake TDX attester with a freshly generated test-only
@@ -95,8 +106,8 @@ func (f *FakeTDX) Report(ctx context.Context, userData [UserDataSize]byte) (*Rep
 		UserData:           make([]byte, 20),
 	}
 	body := &tdxpb.TDQuoteBody{
-		TeeTcbSvn:      make([]byte, tdxabi.TeeTcbSvnSize),
-		MrSeam:         make([]byte, tdxabi.MrSeamSize),
+		TeeTcbSvn:      clone(FakeTDXTEETCBSVN),
+		MrSeam:         clone(FakeTDXMRSEAM),
 		MrSignerSeam:   make([]byte, tdxabi.MrSeamSize),
 		SeamAttributes: make([]byte, 8),
 		TdAttributes:   make([]byte, tdxabi.TdAttributesSize),
@@ -110,6 +121,9 @@ func (f *FakeTDX) Report(ctx context.Context, userData [UserDataSize]byte) (*Rep
 	}
 	for i := range f.rtmrs {
 		body.Rtmrs = append(body.Rtmrs, clone(f.rtmrs[i][:]))
+	}
+	if f.edit != nil {
+		f.edit(body)
 	}
 	hb, err := tdxabi.HeaderToAbiBytes(header)
 	if err != nil {
@@ -160,6 +174,16 @@ func (f *FakeTDX) Extend(ctx context.Context, digest []byte, event string) error
 
 func (f *FakeTDX) Close() error { return nil }
 
+// EditQuotes makes every later quote of the fake carry the body fields
+// edit sets (TD attributes, SEAM attributes, MRSEAM, TEE_TCB_SVN, ...),
+// signed as usual: for tests of a verifier's rules. edit must keep the
+// field sizes and must not change REPORTDATA.
+func (f *FakeTDX) EditQuotes(edit func(body *tdxpb.TDQuoteBody)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.edit = edit
+}
+
 // makeSigner builds root CA → PCK Platform CA → PCK leaf, an attestation key
 // and the QE report (signed by the PCK key) whose report data is
 // SHA-256(attestation key || QE auth data) || zeros.
@@ -182,7 +206,7 @@ func (f *FakeTDX) makeSigner() error {
 	}
 	now := time.Now()
 	name := func(cn string) pkix.Name {
-		return pkix.Name{CommonName: cn, Organization: []string{"devattest fake TDX (test only)"}}
+		return pkix.Name{CommonName: cn, Organization: []string{vplatform.FakeTDXOrganization}}
 	}
 	serial := func() (*big.Int, error) { return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127)) }
 

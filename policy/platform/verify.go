@@ -276,73 +276,100 @@ func SHA256PCRSelection(pcrs ...uint) tpm2.TPMLPCRSelection {
 // itself with ReplayEventLog, so that a log stripped of its events cannot
 // pass for "nothing was extended".
 func VerifyReport(r *Report, anchors TrustAnchors, wantUserData [UserDataSize]byte) error {
+	regs, err := verifySigned(r, anchors, wantUserData)
+	if err != nil {
+		return err
+	}
+	return CheckEventLog(r.Kind, r.EventLog, regs)
+}
+
+// verifySigned verifies r's signature, chain and user data and returns
+// its signed register values (nil for SEV-SNP).
+func verifySigned(r *Report, anchors TrustAnchors, wantUserData [UserDataSize]byte) (map[uint32][]byte, error) {
 	switch r.Kind {
 	case KindSNP:
-		if len(r.EventLog) != 0 {
-			return fmt.Errorf("%w: SEV-SNP report carries an event log but has no register", ErrEventLog)
-		}
-		return VerifySNP(r.Raw, r.Certs, anchors.SNP, wantUserData)
+		return nil, VerifySNP(r.Raw, r.Certs, anchors.SNP, wantUserData)
 	case KindTDX:
 		q, err := VerifyTDX(r.Raw, anchors.TDX, wantUserData)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		rtmrs := q.GetTdQuoteBody().GetRtmrs()
-		for reg := range uint32(4) {
-			if !hasRegister(r.EventLog, reg) {
-				continue
-			}
-			if int(reg) >= len(rtmrs) || !bytes.Equal(ReplayEventLog(KindTDX, r.EventLog, reg), rtmrs[reg]) {
-				return fmt.Errorf("%w: RTMR[%d]", ErrEventLog, reg)
-			}
-		}
-		return checkRegisters(r.EventLog, 4)
+		return TDXRegisters(q.GetTdQuoteBody()), nil
 	case KindTPM:
 		if anchors.TPMAKPublic != nil && !bytes.Equal(anchors.TPMAKPublic, r.AKPublic) {
-			return verifyErr("TPM attestation key is not the trusted one")
+			return nil, verifyErr("TPM attestation key is not the trusted one")
 		}
 		if err := VerifyTPM(r.Raw, r.Signature, r.AKPublic, r.PCRs, wantUserData); err != nil {
-			return err
+			return nil, err
 		}
-		for _, e := range r.EventLog {
-			if !pcrQuoted(r.PCRs, e.Register) {
-				return fmt.Errorf("%w: event for PCR %d, which the quote does not cover", ErrEventLog, e.Register)
-			}
-		}
-		for _, p := range r.PCRs {
-			if hasRegister(r.EventLog, p.Index) && !bytes.Equal(ReplayEventLog(KindTPM, r.EventLog, p.Index), p.Digest) {
-				return fmt.Errorf("%w: PCR %d", ErrEventLog, p.Index)
-			}
+		return TPMRegisters(r.PCRs), nil
+	default:
+		return nil, verifyErr("unknown platform kind %q", r.Kind)
+	}
+}
+
+// TDXRegisters returns a quote body's RTMRs by index.
+func TDXRegisters(body *tdxpb.TDQuoteBody) map[uint32][]byte {
+	m := make(map[uint32][]byte, 4)
+	for i, v := range body.GetRtmrs() {
+		m[uint32(i)] = v
+	}
+	return m
+}
+
+// TPMRegisters returns quoted PCR values by index.
+func TPMRegisters(pcrs []PCRValue) map[uint32][]byte {
+	m := make(map[uint32][]byte, len(pcrs))
+	for _, v := range pcrs {
+		m[v.Index] = v.Digest
+	}
+	return m
+}
+
+// CheckEventLog checks log against the signed register values of a
+// verified report (registers by index; nil for SEV-SNP): every register
+// the log names must be signed, and must equal the replay of the log's
+// events for it. A register the log does not name is not judged (see
+// VerifyReport).
+func CheckEventLog(kind Kind, log []Event, registers map[uint32][]byte) error {
+	if kind == KindSNP {
+		if len(log) != 0 {
+			return fmt.Errorf("%w: SEV-SNP report carries an event log but has no register", ErrEventLog)
 		}
 		return nil
-	default:
-		return verifyErr("unknown platform kind %q", r.Kind)
 	}
-}
-
-func hasRegister(log []Event, reg uint32) bool {
+	name := "PCR"
+	if kind == KindTDX {
+		name = "RTMR"
+	}
+	done := map[uint32]bool{}
 	for _, e := range log {
-		if e.Register == reg {
-			return true
+		if done[e.Register] {
+			continue
 		}
-	}
-	return false
-}
-
-func checkRegisters(log []Event, n uint32) error {
-	for _, e := range log {
-		if e.Register >= n {
-			return fmt.Errorf("%w: event for register %d out of range", ErrEventLog, e.Register)
+		done[e.Register] = true
+		v, ok := registers[e.Register]
+		if !ok {
+			return fmt.Errorf("%w: event for %s %d, which the report does not sign", ErrEventLog, name, e.Register)
+		}
+		if !bytes.Equal(ReplayEventLog(kind, log, e.Register), v) {
+			return fmt.Errorf("%w: %s %d", ErrEventLog, name, e.Register)
 		}
 	}
 	return nil
 }
 
-func pcrQuoted(pcrs []PCRValue, reg uint32) bool {
-	for _, p := range pcrs {
-		if p.Index == reg {
-			return true
-		}
+// TDXQuoteBody parses a TDX quote (v4) and returns its body, without
+// verifying anything: for showing a quote, or reading one VerifyTDX has
+// accepted.
+func TDXQuoteBody(raw []byte) (*tdxpb.TDQuoteBody, error) {
+	q, err := tdxabi.QuoteToProto(raw)
+	if err != nil {
+		return nil, err
 	}
-	return false
+	v4, ok := q.(*tdxpb.QuoteV4)
+	if !ok {
+		return nil, fmt.Errorf("unsupported TDX quote type %T", q)
+	}
+	return v4.GetTdQuoteBody(), nil
 }
