@@ -4,8 +4,9 @@
 // A policy is a YAML file (see example-policy.yaml). The same device rules
 // serve two callers: the guest at attestation time, through Validator (a
 // secchan.ChainValidator), and the verifier, through CheckDevice and Verify.
-// Platform reports are checked by a PlatformVerifier that the caller
-// supplies, so this package never imports the guest.
+// Platform reports are checked by CheckPlatform against the platform rule,
+// with the verification of package policy/platform, which the guest's
+// attesters share; this package never imports the guest.
 package policy
 
 import (
