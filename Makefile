@@ -42,6 +42,7 @@ bench:
 	@echo "== ratios (measured within one run)"
 	@awk '/^Benchmark/ { for (i = 3; i < NF; i++) { \
 	    if ($$(i+1) == "flow/floor" && $$1 ~ /AuthFlowVsCryptoFloor/) print "RATIO attest_flow_vs_crypto_floor", $$i; \
+	    if ($$(i+1) == "verify/floor" && $$1 ~ /VerifyVsCryptoFloor/) print "RATIO verify_vs_crypto_floor", $$i; \
 	    if ($$(i+1) == "secured/raw" && $$1 ~ /SecuredVsRawAEAD\/4KiB/) print "RATIO secured_msg_vs_raw_aead_4k", $$i; \
 	    if ($$(i+1) == "secured/raw" && $$1 ~ /SecuredVsRawAEAD\/256B/) print "RATIO secured_msg_vs_raw_aead_256", $$i; \
 	    if ($$(i+1) == "shim/direct") print "RATIO shim_vs_direct_exchange", $$i; \

@@ -64,7 +64,7 @@ const testLabel = "0000:01:00.1"
 func attestDevice(t *testing.T) attested {
 	t.Helper()
 	attestOnce.Do(func() {
-		attestRes, attestErr = runAttest(t.TempDir())
+		attestRes, attestErr = runAttest(t.TempDir(), testLabel)
 	})
 	if attestErr != nil {
 		t.Fatal(attestErr)
@@ -87,7 +87,7 @@ func attestDevice(t *testing.T) attested {
 	return a
 }
 
-func runAttest(dir string) (attested, error) {
+func runAttest(dir, label string) (attested, error) {
 	vf, rootDER, _, err := devsim.NewDefaultSPDMVF()
 	if err != nil {
 		return attested{}, err
@@ -107,7 +107,7 @@ func runAttest(dir string) (attested, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nonce := []byte("owner nonce for the policy tests")
-	d, err := guest.AttestDevice(ctx, guest.DeviceConfig{Label: testLabel, Shim: "unix:" + sock, IDE: true,
+	d, err := guest.AttestDevice(ctx, guest.DeviceConfig{Label: label, Shim: "unix:" + sock, IDE: true,
 		Anchors: []*x509.Certificate{root}}, nonce)
 	if err != nil {
 		return attested{}, err

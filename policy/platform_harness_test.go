@@ -32,7 +32,7 @@ type plat struct {
 
 // openPlatform opens a fresh fake attester of kind (its registers at
 // zero) and writes its roots into dir.
-func openPlatform(t *testing.T, kind, dir string) *plat {
+func openPlatform(t testing.TB, kind, dir string) *plat {
 	t.Helper()
 	ctx := context.Background()
 	pl := &plat{kind: kind}
@@ -88,7 +88,7 @@ func openPlatform(t *testing.T, kind, dir string) *plat {
 	return pl
 }
 
-func writeFile(t *testing.T, path string, b []byte) {
+func writeFile(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func newBody(kind string, nonce []byte, devices ...evidence.Device) *evidence.Bo
 
 // bind does the guest's boot binding: on kinds with a register, it
 // extends the policy digest and each device's bytes.
-func (pl *plat) bind(t *testing.T, body *evidence.Body) {
+func (pl *plat) bind(t testing.TB, body *evidence.Body) {
 	t.Helper()
 	if pl.kind == policy.KindSNP {
 		body.BootBinding = evidence.BootBindingNoRegister
@@ -126,7 +126,7 @@ func (pl *plat) bind(t *testing.T, body *evidence.Body) {
 // seal seals body and takes the platform report over it; edit, when not
 // nil, changes the platform report before it is encoded (as a host or a
 // report author might).
-func (pl *plat) seal(t *testing.T, body *evidence.Body, edit func(*platform.Report)) []byte {
+func (pl *plat) seal(t testing.TB, body *evidence.Body, edit func(*platform.Report)) []byte {
 	t.Helper()
 	rep, err := evidence.NewReport(body)
 	if err != nil {

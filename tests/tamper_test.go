@@ -214,7 +214,8 @@ func writePolicy(t *testing.T, dir string, root *x509.Certificate, rep *evidence
 		fmt.Fprintf(&b, "      - index: %d\n        digest: [%x]\n", blk.Index, []byte(blk.Value))
 	}
 	b.WriteString("    require_session: true\n    require_ide: true\n    allow_simulated_root_port: true\n")
-	fmt.Fprintf(&b, "platform:\n  kind: snp\n  snp:\n    measurement: [%s]\n    policy_debug_allowed: true\n", hex.EncodeToString(snp.GetMeasurement()))
+	fmt.Fprintf(&b, "platform:\n  kind: snp\n  allow_test_roots: true\n  snp:\n    measurement: [%s]\n    policy_debug_allowed: true\n", hex.EncodeToString(snp.GetMeasurement()))
+	b.WriteString("    min_tcb: {bootloader: 0, tee: 0, snp: 0, microcode: 0}\n")
 	b.WriteString("  roots:\n    snp_ark: ark.der\n    snp_ask: ask.der\n")
 	p, err := policy.Parse([]byte(b.String()), dir)
 	if err != nil {
