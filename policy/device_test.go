@@ -21,7 +21,7 @@ import (
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // rule is the YAML of one device rule, indented under "devices:".
-func loadPolicy(t *testing.T, dir, rule string) *policy.Policy {
+func loadPolicy(t testing.TB, dir, rule string) *policy.Policy {
 	t.Helper()
 	yml := "devices:\n" + rule + "platform:\n  kind: snp\n  snp:\n    measurement: [" + strings.Repeat("00", 48) + "]\n"
 	path := filepath.Join(dir, "policy.yaml")

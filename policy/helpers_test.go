@@ -61,7 +61,7 @@ const testLabel = "0000:01:00.1"
 
 // attestDevice attests one devsim VF with IDE once per test binary and
 // returns a copy of the evidence; dir holds the VF's root as vf-root.pem.
-func attestDevice(t *testing.T) attested {
+func attestDevice(t testing.TB) attested {
 	t.Helper()
 	attestOnce.Do(func() {
 		attestRes, attestErr = runAttest(t.TempDir(), testLabel)
