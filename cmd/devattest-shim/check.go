@@ -92,7 +92,7 @@ func writeCheck(w io.Writer, config string, rep *hostshim.CheckReport) {
 			for i, d := range s.DOE {
 				k := ""
 				if i == 0 {
-					k = "DOE instances"
+					k = "DOE instances:"
 				}
 				text := fmt.Sprintf("0x%03x v%d: %s", d.Offset, d.Version, orNone(strings.Join(d.Protocols, ", ")))
 				if len(d.Protocols) == 0 {
