@@ -270,9 +270,13 @@ func TestDriverAbortMidTransfer(t *testing.T) {
 		for range 3 {
 			_ = f.WriteConfig32(devsim.DOEOffset+doe.RegReadMailbox, 0)
 		}
-		// The driver finds Data Object Ready left over, aborts, and works.
-		assertWorks(t, d)
+		// The driver finds Data Object Ready it did not cause: foreign
+		// activity, aborted away; the next exchange works.
+		if _, err := d.Exchange(context.Background(), doe.NewObject(echoProtocol, nil)); !errors.Is(err, doe.ErrForeignActivity) {
+			t.Fatalf("err = %v, want ErrForeignActivity", err)
+		}
 		assertIdle(t, f)
+		assertWorks(t, d)
 	})
 	t.Run("cancelled while the device works", func(t *testing.T) {
 		f := newEchoFunction(t)

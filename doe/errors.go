@@ -20,6 +20,10 @@ var (
 	ErrDeviceError = errors.New("doe: device set the DOE error bit")
 	// ErrAbortFailed: an abort did not bring the mailbox back to idle.
 	ErrAbortFailed = errors.New("doe: abort did not complete")
+	// ErrForeignActivity: the mailbox showed work this driver did not ask
+	// for (Error or Data Object Ready at the start of an exchange, or a
+	// response of another protocol): another user drove its registers.
+	ErrForeignActivity = errors.New("doe: foreign activity on the mailbox")
 	// ErrUnexpectedResponse: a response of another protocol than the request.
 	ErrUnexpectedResponse = errors.New("doe: unexpected response")
 	// ErrNoCapability: no DOE capability where one was looked for.

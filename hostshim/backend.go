@@ -95,10 +95,8 @@ func OpenSysfsBackend(ctx context.Context, root, bdf string, want []doe.Protocol
 			tried = append(tried, fmt.Sprintf("0x%x: %v", c.Offset, err))
 			continue
 		}
-		for _, p := range protos {
-			if slices.Contains(want, p) {
-				return &SysfsBackend{Driver: d, cs: cs}, nil
-			}
+		if servesAny(protos, want) {
+			return &SysfsBackend{Driver: d, cs: cs}, nil
 		}
 		tried = append(tried, fmt.Sprintf("0x%x: offers %v", c.Offset, protos))
 	}

@@ -197,7 +197,8 @@ func TestMediatorExchangeDeadline(t *testing.T) {
 	_, err := exchange(c, discoveryRequest(0))
 	elapsed := time.Since(start)
 	wantRefusal(t, err, "timeout")
-	if elapsed < deadline || elapsed > doe.DefaultTimeout {
+	// The device gets all but the eighth the driver keeps for its abort.
+	if elapsed < deadline*7/8 || elapsed > doe.DefaultTimeout {
 		t.Errorf("refused after %v; want the shim's %v deadline, not the driver's %v", elapsed, deadline, doe.DefaultTimeout)
 	}
 	if st := vf.Stats(); st.Aborts < 2 { // the driver's own and the shim's recovery

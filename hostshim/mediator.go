@@ -17,9 +17,12 @@
 //     mutex (one exchange at a time), then checks the rate (token
 //     bucket), the allowlist and the size, before anything reaches the
 //     device.
-//  3. The backend exchange runs under Options.ExchangeTimeout and is
-//     cancelled if the client disconnects meanwhile (watchPeer); the DOE
-//     driver then aborts, so the mailbox is idle for the next holder.
+//  3. The backend exchange runs under Options.ExchangeTimeout, which
+//     bounds all of it (busy waiting, a slow device's answer, the aborts
+//     after a failure), and is cancelled if the client disconnects
+//     meanwhile (watchPeer); the DOE driver then aborts, so the mailbox is
+//     idle for the next holder. Foreign activity the driver finds on the
+//     mailbox is logged as its own event, not as the device's failure.
 //  4. A DOE-level failure (timeout, busy, error bit, failed abort) is
 //     followed by an explicit abort when the backend can, and counted;
 //     MaxConsecutiveFailures in a row mark the VF wedged (Health, metric,
@@ -73,8 +76,6 @@ const (
 	DefaultMaxObjectSize = 64 << 10
 	// DefaultMaxConsecutiveFailures is when a VF counts as wedged.
 	DefaultMaxConsecutiveFailures = 3
-	// abortTimeout bounds the shim's own recovery abort.
-	abortTimeout = 2 * time.Second
 )
 
 // Options configures a Mediator.
@@ -91,9 +92,10 @@ type Options struct {
 	// Wait bounds how long a connection waits for the mailbox (default
 	// DefaultWait).
 	Wait time.Duration
-	// ExchangeTimeout bounds one backend exchange (default
-	// DefaultExchangeTimeout). The doe.Server's own ExchangeTimeout, if
-	// shorter, applies too.
+	// ExchangeTimeout bounds one backend exchange, the aborts after a
+	// failure included (default DefaultExchangeTimeout); a DOE driver
+	// lets the device use all of it, beyond PCIe's 1 s per object. The
+	// doe.Server's own ExchangeTimeout, if shorter, applies too.
 	ExchangeTimeout time.Duration
 	// Rate is each connection's sustained exchanges per second; 0 means
 	// unlimited.
@@ -308,10 +310,14 @@ func (c *connection) Exchange(ctx context.Context, req doe.Object) (doe.Object, 
 		return refuse(KindTooLarge, fmt.Errorf("%w: request of %d bytes exceeds the shim's bound of %d", doe.ErrTooLarge, req.Size(), m.maxSize))
 	}
 
-	ectx, cancel := context.WithTimeout(ctx, m.exchangeTimeout)
+	// exchange_timeout bounds the whole exchange, the driver's busy
+	// waiting, a slow device's answer and the aborts after a failure
+	// included (FollowDeadline lets a device use more than PCIe's 1 s).
+	deadline := start.Add(m.exchangeTimeout)
+	ectx, cancel := context.WithDeadline(ctx, deadline)
 	var left bool // the client disconnected mid-exchange
 	stop := watchPeer(c.conn, func() { left = true; cancel() })
-	resp, err := m.backend.Exchange(ectx, req)
+	resp, err := m.backend.Exchange(doe.FollowDeadline(ectx), req)
 	stop() // after stop, left is no longer written
 	cancel()
 	d := time.Since(start)
@@ -330,12 +336,17 @@ func (c *connection) Exchange(ctx context.Context, req doe.Object) (doe.Object, 
 		log.Warn("exchange abandoned: client disconnected", "result", kind, "duration", d, "err", err)
 	case ctx.Err() != nil:
 		log.Warn("exchange abandoned: shim shutting down", "result", kind, "duration", d, "err", err)
+	case kind == KindForeignActivity:
+		// Someone else drove the VF's mailbox: most likely this guest,
+		// through its VF's config space, past the shim. The driver has
+		// aborted it away; the device did not fail.
+		log.Warn("foreign activity on the mailbox", "result", kind, "duration", d, "err", err)
 	default:
 		// The audit log keeps the backend's own words; the guest gets the
 		// class of failure only, not host paths or addresses.
 		log.Warn("exchange failed", "result", kind, "duration", d, "err", err)
 		if kind != KindBackend {
-			m.recover(log)
+			m.recover(log, deadline)
 			m.failed(err)
 		}
 	}
@@ -349,6 +360,8 @@ func errorKind(err error) string {
 	switch {
 	case errors.Is(err, doe.ErrAbortFailed):
 		return KindAbortFailed
+	case errors.Is(err, doe.ErrForeignActivity):
+		return KindForeignActivity
 	case errors.Is(err, doe.ErrTimeout):
 		return KindTimeout
 	case errors.Is(err, doe.ErrDeviceError):
@@ -361,12 +374,14 @@ func errorKind(err error) string {
 
 // recover aborts the mailbox after a DOE-level failure, if the backend
 // can, so that the next exchange (or the next holder) starts from idle.
-func (m *Mediator) recover(log *slog.Logger) {
+// It ends by the exchange's deadline: the driver has aborted already
+// within it, and a failed abort is retried by the next exchange.
+func (m *Mediator) recover(log *slog.Logger, deadline time.Time) {
 	a, ok := m.backend.(aborter)
-	if !ok {
+	if !ok || !time.Now().Before(deadline) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	m.metrics.incAborts()
 	if err := a.Abort(ctx); err != nil {
@@ -404,7 +419,7 @@ func (m *Mediator) succeeded() {
 // guestError reduces a backend failure to what the guest may learn: the
 // DOE-level class of the failure.
 func guestError(err error) error {
-	for _, class := range []error{doe.ErrTimeout, doe.ErrBusy, doe.ErrDeviceError, doe.ErrAbortFailed, doe.ErrUnexpectedResponse, doe.ErrTooLarge, doe.ErrMalformed} {
+	for _, class := range []error{doe.ErrForeignActivity, doe.ErrTimeout, doe.ErrBusy, doe.ErrDeviceError, doe.ErrAbortFailed, doe.ErrUnexpectedResponse, doe.ErrTooLarge, doe.ErrMalformed} {
 		if errors.Is(err, class) {
 			return fmt.Errorf("device exchange failed: %w", class)
 		}

@@ -14,7 +14,9 @@ const (
 	KindDeviceError = "device_error" // the DOE Error bit (doe.ErrDeviceError)
 	KindBusy        = "busy"         // the mailbox stayed Busy (doe.ErrBusy)
 	KindAbortFailed = "abort_failed" // an abort did not bring the mailbox to idle
-	KindBackend     = "backend"      // any other backend failure (upstream down, ...)
+	// another user drove the VF's mailbox (doe.ErrForeignActivity)
+	KindForeignActivity = "foreign_activity"
+	KindBackend         = "backend" // any other backend failure (upstream down, ...)
 )
 
 // Metrics are the shim's Prometheus metrics, shared by the Mediators of
@@ -41,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"vf", "result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "devattest_shim_errors_total",
-			Help: "Exchanges refused or failed, by VF and kind (not_allowed, too_large, rate_limited, timeout, device_error, busy, abort_failed, backend).",
+			Help: "Exchanges refused or failed, by VF and kind (not_allowed, too_large, rate_limited, timeout, device_error, busy, abort_failed, foreign_activity, backend).",
 		}, []string{"vf", "kind"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "devattest_shim_exchange_seconds",

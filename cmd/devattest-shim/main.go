@@ -9,7 +9,12 @@
 //
 //	devattest-shim --listen ADDR --device socket:HOST:PORT|devsim|sysfs:BDF
 //
-// serves one VF with a configuration built from the flags.
+// serves one VF with a configuration built from the flags, and
+//
+//	devattest-shim check --config FILE [--json]
+//
+// is the host operator's preflight: per configured VF, whether the shim
+// can serve it and what else may reach its DOE mailbox (see check.go).
 package main
 
 import (
@@ -37,13 +42,16 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "check" {
+		os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
 const prog = "devattest-shim"
 
 func run(args []string, stderr io.Writer) int {
-	fs := cli.NewFlagSet(prog, prog+" --config FILE\n       "+prog+" --listen ADDR --device socket:HOST:PORT|devsim|sysfs:BDF")
+	fs := cli.NewFlagSet(prog, prog+" --config FILE\n       "+prog+" --listen ADDR --device socket:HOST:PORT|devsim|sysfs:BDF\n       "+prog+" check --config FILE [--json]")
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "run the daemon from this YAML configuration file (SIGHUP reloads it)")
 	listen := fs.String("listen", "", "development: address to serve one guest on: HOST:PORT or unix:PATH")

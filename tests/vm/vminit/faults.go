@@ -86,8 +86,10 @@ func scenarioFaults(ctx context.Context, e *env, r *vm.Result) error {
 	}
 	r.Step("a request whose length field says 4 DW with 3 written is discarded silently (status 0x%08x); next discovery works", st)
 
-	// 3. One pop past the end of a response sets Error; the driver finds
-	// it before its next request, aborts, and goes on.
+	// 3. One pop past the end of a response sets Error. These raw
+	// accesses are a second writer on the mailbox the driver left idle:
+	// its next exchange finds the Error, aborts it away and fails as
+	// foreign activity, unsent; the one after works.
 	for _, v := range []uint32{uint32(doe.VendorPCISIG), 3, 0} {
 		if err := cs.WriteConfig32(reg(doe.RegWriteMailbox), v); err != nil {
 			return err
@@ -108,13 +110,17 @@ func scenarioFaults(ctx context.Context, e *env, r *vm.Result) error {
 		return fmt.Errorf("after a read past the end: status 0x%08x (%v), want Error", st, err)
 	}
 	r.Fact("past_end_status", fmt.Sprintf("0x%08x", st))
+	_, err = d.Exchange(ctx, doe.EncodeDiscoveryRequest(0, doe.DiscoveryVersion(c.Version)))
+	if !errors.Is(err, doe.ErrForeignActivity) {
+		return fmt.Errorf("the driver's exchange after another writer left Error = %v, want ErrForeignActivity", err)
+	}
+	if err := idle(cs, c); err != nil {
+		return fmt.Errorf("after the foreign Error: %w", err)
+	}
 	if err := discover("after a read past the end"); err != nil {
 		return err
 	}
-	if err := idle(cs, c); err != nil {
-		return fmt.Errorf("after recovering: %w", err)
-	}
-	r.Step("a read past the end of a response sets Error (status 0x%08x); the driver aborts it away and discovery works", st)
+	r.Step("a read past the end of a response sets Error (status 0x%08x); the driver's next exchange reports foreign activity (%v), aborts it away, and discovery works", st, err)
 	return nil
 }
 

@@ -88,7 +88,7 @@ func say(r vm.Result) {
 // runs with no CXL driver at all.
 func setup() error {
 	mounts := []struct{ fs, dir string }{
-		{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"tmpfs", "/run"},
+		{"proc", "/proc"}, {"sysfs", "/sys"}, {"securityfs", "/sys/kernel/security"}, {"devtmpfs", "/dev"}, {"tmpfs", "/run"},
 	}
 	for _, m := range mounts {
 		if err := os.MkdirAll(m.dir, 0o755); err != nil {
