@@ -28,6 +28,10 @@ const (
 	DefaultExchangeTimeout = 2 * time.Second
 	DefaultWait            = 5 * time.Second
 	DefaultShutdownGrace   = 10 * time.Second
+	DefaultIdleTimeout     = 10 * time.Minute
+	// DefaultMaxConnections is a listener's connections at once: one
+	// holder and a few waiting is all one guest needs.
+	DefaultMaxConnections = 8
 	// MetricsDisabled as metrics.listen turns the metrics and health
 	// listener off.
 	MetricsDisabled = "none"
@@ -81,9 +85,23 @@ type ListenerConfig struct {
 	AllowedTypes []string `yaml:"allowed_types"`
 	// MaxObjectBytes bounds request objects (default 64 KiB).
 	MaxObjectBytes int `yaml:"max_object_bytes"`
-	// Rate (exchanges per second) and Burst limit each connection; 0: no limit.
+	// Rate (frames per second) and Burst limit the guest over all its
+	// connections to this listener; 0: no limit.
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
+	// MaxConnections bounds the listener's connections open at once,
+	// holding or waiting (default DefaultMaxConnections); more are
+	// refused at once.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout ends a connection that sends no frame for this long
+	// (default 10m).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHold is how long one connection may keep the VF while another
+	// waits for it (default 1m).
+	MaxHold Duration `yaml:"max_hold"`
+	// AuditLinesPerSecond bounds the guest's audit log (default 50;
+	// repeated refusals are summed up beyond it).
+	AuditLinesPerSecond int `yaml:"audit_lines_per_second"`
 	// ExchangeTimeout bounds one exchange with the VF (default 2s).
 	ExchangeTimeout Duration `yaml:"exchange_timeout"`
 	// Wait bounds how long a connection waits for a mailbox another holds
@@ -170,8 +188,13 @@ type UnixListen struct {
 	Mode string `yaml:"mode"`
 	// Owner and Group are names or numeric ids. Owner is applied only when
 	// the shim runs as root; Group also when the shim is a member of it.
+	// A group-writable mode needs Group: whoever may write the socket
+	// may connect, so the group must be named, not inherited.
 	Owner string `yaml:"owner"`
 	Group string `yaml:"group"`
+	// AllowWorldWritable must be set for a mode that lets every local
+	// user connect.
+	AllowWorldWritable bool `yaml:"allow_world_writable"`
 }
 
 // TCPListen listens on TCP: for development and for guests reached over
@@ -421,8 +444,22 @@ func (c *Config) Validate() error {
 		if l.MaxConsecutiveFailures < 0 {
 			lbad("max_consecutive_failures", "%d is negative", l.MaxConsecutiveFailures)
 		}
+		switch {
+		case l.MaxConnections == 0:
+			l.MaxConnections = DefaultMaxConnections
+		case l.MaxConnections < 0:
+			lbad("max_connections", "%d is negative", l.MaxConnections)
+		}
+		switch {
+		case l.AuditLinesPerSecond == 0:
+			l.AuditLinesPerSecond = DefaultAuditLinesPerSecond
+		case l.AuditLinesPerSecond < 0:
+			lbad("audit_lines_per_second", "%d is negative", l.AuditLinesPerSecond)
+		}
 		checkDuration(lbad, "exchange_timeout", &l.ExchangeTimeout, DefaultExchangeTimeout)
 		checkDuration(lbad, "wait", &l.Wait, DefaultWait)
+		checkDuration(lbad, "idle_timeout", &l.IdleTimeout, DefaultIdleTimeout)
+		checkDuration(lbad, "max_hold", &l.MaxHold, DefaultMaxHold)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
@@ -519,8 +556,13 @@ func (l *ListenerConfig) validateListen(bad func(key, format string, args ...any
 			bad("listen.unix.path", "%q is not an absolute path", u.Path)
 		}
 		if u.Mode != "" {
-			if _, err := ParseMode(u.Mode); err != nil {
+			switch m, err := ParseMode(u.Mode); {
+			case err != nil:
 				bad("listen.unix.mode", "%v", err)
+			case m&0o002 != 0 && !u.AllowWorldWritable:
+				bad("listen.unix.mode", "%s lets every local user connect; set allow_world_writable: true to mean it", u.Mode)
+			case m&0o020 != 0 && u.Group == "":
+				bad("listen.unix.mode", "%s lets the socket's group connect: name that group with group:", u.Mode)
 			}
 		}
 		if u.Owner != "" {

@@ -25,7 +25,7 @@ func TestConfigExampleFileIsValid(t *testing.T) {
 		l.ExchangeTimeout.D != 2*time.Second || l.Guest != "vm3" {
 		t.Errorf("first listener = %+v", l)
 	}
-	if u := cfg.Listeners[1].Listen.Unix; u == nil || u.Mode != "0660" {
+	if u := cfg.Listeners[1].Listen.Unix; u == nil || u.Mode != "0600" {
 		t.Errorf("second listener's unix block = %+v", u)
 	}
 	if c := cfg.Listeners[2]; c.Name != "vm5-cxl0" || fmt.Sprint(c.AllowedTypes) != "[discovery 1e98:02]" {
@@ -38,7 +38,7 @@ func TestConfigDefaults(t *testing.T) {
 listeners:
   - name: a
     vf: {backend: sysfs, bdf: "0000:0D:00.1"}
-    listen: {unix: {path: /run/x.sock, mode: 0660}}
+    listen: {unix: {path: /run/x.sock, mode: 0640}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -56,8 +56,8 @@ listeners:
 		t.Errorf("BDF not canonicalised: %q", l.VF.BDF)
 	}
 	// An unquoted octal mode reaches the string field as written.
-	if l.Listen.Unix.Mode != "0660" {
-		t.Errorf("mode = %q, want 0660", l.Listen.Unix.Mode)
+	if l.Listen.Unix.Mode != "0640" {
+		t.Errorf("mode = %q, want 0640", l.Listen.Unix.Mode)
 	}
 }
 

@@ -280,6 +280,8 @@ func sameListener(a, b ListenerConfig) bool {
 	norm := func(l ListenerConfig) ListenerConfig {
 		l.ExchangeTimeout = Duration{D: l.ExchangeTimeout.D}
 		l.Wait = Duration{D: l.Wait.D}
+		l.IdleTimeout = Duration{D: l.IdleTimeout.D}
+		l.MaxHold = Duration{D: l.MaxHold.D}
 		return l
 	}
 	a, b = norm(a), norm(b)
@@ -287,7 +289,8 @@ func sameListener(a, b ListenerConfig) bool {
 		eqPtr(a.Listen.Vsock, b.Listen.Vsock) && eqPtr(a.Listen.Unix, b.Listen.Unix) && eqPtr(a.Listen.TCP, b.Listen.TCP) &&
 		slices.Equal(a.AllowedTypes, b.AllowedTypes) && a.MaxObjectBytes == b.MaxObjectBytes &&
 		a.Rate == b.Rate && a.Burst == b.Burst && a.ExchangeTimeout == b.ExchangeTimeout && a.Wait == b.Wait &&
-		a.MaxConsecutiveFailures == b.MaxConsecutiveFailures
+		a.MaxConsecutiveFailures == b.MaxConsecutiveFailures && a.MaxConnections == b.MaxConnections &&
+		a.IdleTimeout == b.IdleTimeout && a.MaxHold == b.MaxHold && a.AuditLinesPerSecond == b.AuditLinesPerSecond
 }
 
 func eqPtr[T comparable](a, b *T) bool {
@@ -362,6 +365,8 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 		ExchangeTimeout:        lc.ExchangeTimeout.D,
 		Rate:                   lc.Rate,
 		Burst:                  lc.Burst,
+		MaxHold:                lc.MaxHold.D,
+		AuditLinesPerSecond:    lc.AuditLinesPerSecond,
 		MaxConsecutiveFailures: lc.MaxConsecutiveFailures,
 		Logger:                 log,
 		Metrics:                s.metrics,
@@ -378,7 +383,7 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 		claim:  claim,
 		closer: closer,
 		med:    med,
-		ln:     newDrainListener(raw),
+		ln:     newDrainListener(raw, med, lc.MaxConnections),
 		done:   make(chan struct{}),
 	}
 	// The frame bound stays at one maximal DOE object, so an oversize
@@ -386,7 +391,13 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 	// that stays up. The Mediator enforces exchange_timeout and then
 	// aborts the mailbox; the server's bound is a backstop above that,
 	// so that a device's timeout is counted as the device's failure.
-	l.srv = &doe.Server{Connect: med.Connect, ExchangeTimeout: lc.ExchangeTimeout.D + serverTimeoutSlack, Logger: log}
+	l.srv = &doe.Server{
+		Connect:         med.Connect,
+		ExchangeTimeout: lc.ExchangeTimeout.D + serverTimeoutSlack,
+		IdleTimeout:     lc.IdleTimeout.D,
+		Logger:          med.log,
+		Audited:         true, // the Mediator audits, once per event
+	}
 	go l.serve()
 	log.Info("listener serving", "listen", lc.Listen.String(), "vf", vfID, "guest", lc.Guest, "allowed", lc.AllowedTypes)
 	return l, nil
@@ -415,7 +426,7 @@ func (l *listener) health() error {
 	if err != nil {
 		return fmt.Errorf("not serving: %w", err)
 	}
-	return l.med.Health()
+	return errors.Join(l.ln.health(), l.med.Health())
 }
 
 // stop closes the socket, lets the connections finish their exchanges in
