@@ -45,10 +45,39 @@ func OpenBackend(ctx context.Context, vf VFConfig, protocols []doe.Protocol) (do
 		}
 		return b, b, nil
 	case BackendSocket:
-		b := &SocketBackend{Addr: vf.Address}
+		addr := vf.Canonical // the address the claim names, not a name that may resolve elsewhere later
+		if addr == "" {
+			addr = vf.Address
+		}
+		b := &SocketBackend{Addr: addr}
 		return b, b, nil
 	}
 	return nil, nil, fmt.Errorf("hostshim: backend %q is not available in this binary", vf.Backend)
+}
+
+// fdBase is the file descriptors the shim needs besides its listeners:
+// standard streams, the runtime's poller, the metrics listener and its
+// scrapes, the configuration file, with room to spare.
+const fdBase = 32
+
+// FDBudget is how many file descriptors cfg can use at most: fdBase,
+// and per listener its socket, its claim, its backend and max_connections
+// connections. The README compares it with the unit's LimitNOFILE.
+func FDBudget(cfg *Config) int {
+	n := fdBase
+	for _, l := range cfg.Listeners {
+		n += 3 + l.MaxConnections
+	}
+	return n
+}
+
+// checkFDBudget warns when cfg could need more file descriptors than the
+// process may open: accept then pauses (and recovers) under a flood.
+func checkFDBudget(cfg *Config, log *slog.Logger) {
+	limit, ok := fdLimit()
+	if need := FDBudget(cfg); ok && uint64(need) > limit {
+		log.Warn("the listeners' file descriptor budget exceeds RLIMIT_NOFILE: raise LimitNOFILE or lower max_connections", "budget", need, "limit", limit)
+	}
 }
 
 // Shim is the host daemon: one mediated listener per configured VF, and
@@ -108,6 +137,7 @@ func New(cfg *Config, open BackendOpener, log *slog.Logger, reg prometheus.Regis
 		listeners: make(map[string]*listener),
 		failed:    make(map[string]error),
 	}
+	checkFDBudget(cfg, log)
 	if err := s.startHTTP(cfg.Metrics); err != nil {
 		return nil, err
 	}
@@ -209,6 +239,7 @@ func (s *Shim) Reload(cfg *Config) error {
 		s.mu.Unlock()
 		return errors.New("hostshim: the shim is shut down")
 	}
+	checkFDBudget(cfg, s.log)
 	old := s.cfg
 	want := make(map[string]ListenerConfig)
 	for _, lc := range cfg.Listeners {
