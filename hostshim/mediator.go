@@ -31,11 +31,11 @@
 //     (Health, metric, error log) when an abort fails, or after
 //     MaxConsecutiveFailures timeouts or busy failures in a row (the
 //     device stopped answering), until an exchange succeeds.
+//  5. The connection's release waits for an exchange still in flight,
+//     then hands the VF to the next waiter.
 //
 // Every event goes to the guest's audit log once (audit: bounded lines
 // per second, repeated refusals summed up), with the guest and the VF.
-//  5. The connection's release waits for an exchange still in flight,
-//     then hands the VF to the next waiter.
 //
 // Locks: fifoLock.mu guards the queue; conn.mu serialises one connection's
 // exchanges; Mediator.mu guards the failure count, the rate bucket, the
@@ -164,7 +164,7 @@ type Mediator struct {
 	closed     bool
 	bucket     *tokenBucket // the guest's rate, shared by its connections
 	holder     *connection
-	failures   int    // consecutive timeouts and busy failures
+	failures   int    // consecutive failures of the VF (not the guest's)
 	lastErr    error  // the last DOE-level failure, for Health
 	wedgeCause string // why the VF is wedged ("" while it is not)
 }
