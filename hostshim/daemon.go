@@ -408,6 +408,9 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 	if err != nil {
 		return nil, err
 	}
+	if pf, ok := raw.(*peerFilter); ok {
+		pf.audit = med.audit
+	}
 	l := &listener{
 		cfg:    lc,
 		log:    log,

@@ -20,6 +20,9 @@ import (
 	"github.com/devattest/devattest/doe"
 )
 
+// kindWrongPeer is the audit kind of a vsock connection from another CID.
+const kindWrongPeer = "wrong_peer"
+
 // ErrTooManyConnections: a connection over the listener's max_connections.
 var ErrTooManyConnections = errors.New("hostshim: too many connections")
 
@@ -82,6 +85,9 @@ type peerFilter struct {
 	net.Listener
 	check func(net.Addr) error
 	log   *slog.Logger
+	// audit, when the daemon sets it, takes the refusals instead of log:
+	// another guest hammering this port gets summed up, not a line each.
+	audit *audit
 }
 
 func (f *peerFilter) Accept() (net.Conn, error) {
@@ -91,7 +97,12 @@ func (f *peerFilter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if err := f.check(c.RemoteAddr()); err != nil {
-			f.log.Warn("connection refused: wrong peer", "listen", f.Addr().String(), "remote", c.RemoteAddr().String(), "err", err)
+			args := []any{"listen", f.Addr().String(), "remote", c.RemoteAddr().String(), "err", err}
+			if f.audit != nil {
+				f.audit.refusal(kindWrongPeer, "connection refused: wrong peer", args...)
+			} else {
+				f.log.Warn("connection refused: wrong peer", args...)
+			}
 			_ = c.Close()
 			continue
 		}
