@@ -41,8 +41,37 @@ type Server struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds writing one response (default 10 s).
 	WriteTimeout time.Duration
+	// Audited says that the Connect hook and the Mailboxes it returns
+	// audit every refusal themselves (the host shim does, once per event
+	// and rate-bounded per guest): the server then logs refusals at Debug
+	// only, so that a flooding client cannot double the log.
+	Audited bool
 
 	acc acceptor
+}
+
+// ErrUnknownCommand: a frame whose command the server does not know.
+var ErrUnknownCommand = errors.New("doe: unknown socket command")
+
+// ErrWrongTransport: a NORMAL frame on a transport other than PCI_DOE.
+var ErrWrongTransport = errors.New("doe: transport type not served")
+
+// FrameGuard is optionally implemented by the Mailbox a Connect hook
+// returns, so that frames the server answers without an exchange still
+// pass through the connection's limits and audit:
+//
+//   - a TEST frame, with err nil;
+//   - a frame the server refuses, with the reason: a NORMAL frame on
+//     another transport (ErrWrongTransport) or with a malformed object
+//     (ErrMalformed), an unknown command (ErrUnknownCommand), or a frame
+//     that could not be read (then the connection ends whatever the
+//     guard says).
+//
+// GuardFrame returns what to tell the client: nil answers a TEST as
+// usual; an error is sent in an UNKNOWN frame (err itself, or a refusal
+// of the guard's own such as a rate limit).
+type FrameGuard interface {
+	GuardFrame(f Frame, err error) error
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -82,11 +111,16 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	// warn logs a refusal, at Debug when the Connect hook audits.
+	warn := log.Warn
+	if s.Audited {
+		warn = log.Debug
+	}
 	mb := s.Mailbox
 	if s.Connect != nil {
 		m, release, err := s.Connect(ctx, conn)
 		if err != nil {
-			log.Warn("connection refused", "err", err)
+			warn("connection refused", "err", err)
 			s.reply(conn, Frame{Command: CommandUnknown, Transport: TransportPCIDOE, Payload: []byte(err.Error())})
 			return
 		}
@@ -98,6 +132,17 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	if mb == nil {
 		log.Error("server has no mailbox to serve")
 		return
+	}
+	guard, _ := mb.(FrameGuard)
+	// refused passes a refusal through the guard, if any, and returns
+	// the reason the client gets.
+	refused := func(f Frame, err error) error {
+		if guard != nil {
+			if gerr := guard.GuardFrame(f, err); gerr != nil {
+				return gerr
+			}
+		}
+		return err
 	}
 	maxPayload := s.MaxPayload
 	if maxPayload <= 0 {
@@ -111,54 +156,62 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		}
 		f, err := ReadFrame(conn, maxPayload)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, io.EOF):
 				log.Debug("connection closed by client", "objects", objects)
-			} else if ctx.Err() != nil {
+			case ctx.Err() != nil:
 				log.Debug("connection ended by server shutdown", "objects", objects)
-			} else {
-				log.Warn("connection dropped: bad or incomplete frame", "err", err, "objects", objects)
+			default:
+				if guard != nil {
+					_ = guard.GuardFrame(Frame{}, err)
+				}
+				warn("connection dropped: bad or incomplete frame", "err", err, "objects", objects)
 				if errors.Is(err, ErrTooLarge) {
 					s.reply(conn, Frame{Command: CommandUnknown, Transport: TransportPCIDOE, Payload: []byte(err.Error())})
 				}
 			}
 			return
 		}
+		var reply Frame
 		switch f.Command {
 		case CommandNormal:
 			objects++
-			if !s.reply(conn, s.handleNormal(ctx, log, mb, f)) {
-				return
-			}
+			reply = s.handleNormal(ctx, warn, mb, f, refused)
 		case CommandTest:
-			if !s.reply(conn, Frame{Command: CommandTest, Transport: f.Transport, Payload: []byte("Server Hello!\x00")}) {
-				return
+			reply = Frame{Command: CommandTest, Transport: f.Transport, Payload: []byte("Server Hello!\x00")}
+			if guard != nil {
+				if err := guard.GuardFrame(f, nil); err != nil {
+					reply = Frame{Command: CommandUnknown, Transport: f.Transport, Payload: []byte(err.Error())}
+				}
 			}
 		case CommandShutdown, CommandContinue:
 			s.reply(conn, Frame{Command: f.Command, Transport: f.Transport})
 			log.Debug("connection ended by client", "command", CommandName(f.Command), "objects", objects)
 			return
 		default:
-			log.Warn("unknown socket command", "command", CommandName(f.Command))
-			reason := fmt.Sprintf("unknown socket command %s", CommandName(f.Command))
-			if !s.reply(conn, Frame{Command: CommandUnknown, Transport: f.Transport, Payload: []byte(reason)}) {
-				return
-			}
+			err := refused(f, fmt.Errorf("%w %s", ErrUnknownCommand, CommandName(f.Command)))
+			warn("unknown socket command", "command", CommandName(f.Command))
+			reply = Frame{Command: CommandUnknown, Transport: f.Transport, Payload: []byte(err.Error())}
+		}
+		if !s.reply(conn, reply) {
+			return
 		}
 	}
 }
 
-// handleNormal turns one NORMAL frame into its reply frame.
-func (s *Server) handleNormal(ctx context.Context, log *slog.Logger, mb Mailbox, f Frame) Frame {
+// handleNormal turns one NORMAL frame into its reply frame. refused
+// passes the server's own refusals through the connection's FrameGuard.
+func (s *Server) handleNormal(ctx context.Context, warn func(string, ...any), mb Mailbox, f Frame, refused func(Frame, error) error) Frame {
 	refuse := func(err error) Frame {
-		log.Warn("request refused", "err", err)
+		warn("request refused", "err", err)
 		return Frame{Command: CommandUnknown, Transport: f.Transport, Payload: []byte(err.Error())}
 	}
 	if f.Transport != TransportPCIDOE {
-		return refuse(fmt.Errorf("%w: transport type %d is not served here; use PCI_DOE (2)", ErrMalformed, f.Transport))
+		return refuse(refused(f, fmt.Errorf("%w: %w: transport type %d is not served here; use PCI_DOE (2)", ErrMalformed, ErrWrongTransport, f.Transport)))
 	}
 	req, err := Decode(f.Payload)
 	if err != nil {
-		return refuse(fmt.Errorf("request object: %w", err))
+		return refuse(refused(f, fmt.Errorf("request object: %w", err)))
 	}
 	ectx, cancel := context.WithTimeout(ctx, withDefault(s.ExchangeTimeout, 2*time.Second))
 	defer cancel()

@@ -2,6 +2,7 @@ package hostshim
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,10 @@ const (
 	DefaultExchangeTimeout = 2 * time.Second
 	DefaultWait            = 5 * time.Second
 	DefaultShutdownGrace   = 10 * time.Second
+	DefaultIdleTimeout     = 10 * time.Minute
+	// DefaultMaxConnections is a listener's connections at once: one
+	// holder and a few waiting is all one guest needs.
+	DefaultMaxConnections = 8
 	// MetricsDisabled as metrics.listen turns the metrics and health
 	// listener off.
 	MetricsDisabled = "none"
@@ -81,9 +86,23 @@ type ListenerConfig struct {
 	AllowedTypes []string `yaml:"allowed_types"`
 	// MaxObjectBytes bounds request objects (default 64 KiB).
 	MaxObjectBytes int `yaml:"max_object_bytes"`
-	// Rate (exchanges per second) and Burst limit each connection; 0: no limit.
+	// Rate (frames per second) and Burst limit the guest over all its
+	// connections to this listener; 0: no limit.
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
+	// MaxConnections bounds the listener's connections open at once,
+	// holding or waiting (default DefaultMaxConnections); more are
+	// refused at once.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout ends a connection that sends no frame for this long
+	// (default 10m).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHold is how long one connection may keep the VF while another
+	// waits for it (default 1m).
+	MaxHold Duration `yaml:"max_hold"`
+	// AuditLinesPerSecond bounds the guest's audit log (default 50;
+	// repeated refusals are summed up beyond it).
+	AuditLinesPerSecond int `yaml:"audit_lines_per_second"`
 	// ExchangeTimeout bounds one exchange with the VF (default 2s).
 	ExchangeTimeout Duration `yaml:"exchange_timeout"`
 	// Wait bounds how long a connection waits for a mailbox another holds
@@ -114,13 +133,17 @@ type VFConfig struct {
 
 	// SysfsRoot is Config.SysfsRoot.
 	SysfsRoot string `yaml:"-"`
+	// Canonical is a socket backend's address in one spelling
+	// (CanonicalSocketAddress): what the shim dials, claims and names.
+	Canonical string `yaml:"-"`
 	// Listener is the listener's name (a devsim VF is one per listener).
 	Listener string `yaml:"-"`
 }
 
 // ID names the VF for claims, logs and metrics: the canonical BDF of a
-// sysfs VF, "socket:ADDRESS" for a socket backend, "devsim:LISTENER" for
-// an emulated one.
+// sysfs VF, "socket:" and the canonical address (CanonicalSocketAddress)
+// for a socket backend, "devsim:LISTENER" for an emulated one. Two
+// spellings of one VF have one ID, so they share one claim.
 func (v VFConfig) ID() string {
 	switch v.Backend {
 	case BackendSysfs:
@@ -129,6 +152,9 @@ func (v VFConfig) ID() string {
 		}
 		return v.BDF
 	case BackendSocket:
+		if v.Canonical != "" {
+			return "socket:" + v.Canonical
+		}
 		return "socket:" + v.Address
 	case BackendDevsim:
 		return "devsim:" + v.Listener
@@ -170,8 +196,13 @@ type UnixListen struct {
 	Mode string `yaml:"mode"`
 	// Owner and Group are names or numeric ids. Owner is applied only when
 	// the shim runs as root; Group also when the shim is a member of it.
+	// A group-writable mode needs Group: whoever may write the socket
+	// may connect, so the group must be named, not inherited.
 	Owner string `yaml:"owner"`
 	Group string `yaml:"group"`
+	// AllowWorldWritable must be set for a mode that lets every local
+	// user connect.
+	AllowWorldWritable bool `yaml:"allow_world_writable"`
 }
 
 // TCPListen listens on TCP: for development and for guests reached over
@@ -359,6 +390,7 @@ func (c *Config) Validate() error {
 	names := make(map[string]int)
 	vfs := make(map[string]string)
 	addrs := make(map[string]string)
+	var tcps []tcpListenAddr
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		key := fmt.Sprintf("listeners[%d]", i)
@@ -393,6 +425,19 @@ func (c *Config) Validate() error {
 				lbad("listen", "%s is also the address of listener %q", a, other)
 			}
 			addrs[a] = l.Name
+			if l.Listen.TCP != nil {
+				if ta, err := resolveTCP(l.Listen.TCP.Address); err != nil {
+					lbad("listen.tcp.address", "%v", err)
+				} else {
+					for _, o := range tcps {
+						if o.overlaps(ta) && o.spelled != l.Listen.TCP.Address {
+							lbad("listen", "%s overlaps %s of listener %q", l.Listen.TCP.Address, o.spelled, o.name)
+						}
+					}
+					ta.spelled, ta.name = l.Listen.TCP.Address, l.Name
+					tcps = append(tcps, ta)
+				}
+			}
 		}
 		if l.AllowedTypes == nil {
 			l.AllowedTypes = []string{"discovery", "cma", "secured-cma"}
@@ -421,8 +466,22 @@ func (c *Config) Validate() error {
 		if l.MaxConsecutiveFailures < 0 {
 			lbad("max_consecutive_failures", "%d is negative", l.MaxConsecutiveFailures)
 		}
+		switch {
+		case l.MaxConnections == 0:
+			l.MaxConnections = DefaultMaxConnections
+		case l.MaxConnections < 0:
+			lbad("max_connections", "%d is negative", l.MaxConnections)
+		}
+		switch {
+		case l.AuditLinesPerSecond == 0:
+			l.AuditLinesPerSecond = DefaultAuditLinesPerSecond
+		case l.AuditLinesPerSecond < 0:
+			lbad("audit_lines_per_second", "%d is negative", l.AuditLinesPerSecond)
+		}
 		checkDuration(lbad, "exchange_timeout", &l.ExchangeTimeout, DefaultExchangeTimeout)
 		checkDuration(lbad, "wait", &l.Wait, DefaultWait)
+		checkDuration(lbad, "idle_timeout", &l.IdleTimeout, DefaultIdleTimeout)
+		checkDuration(lbad, "max_hold", &l.MaxHold, DefaultMaxHold)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
@@ -464,8 +523,10 @@ func (l *ListenerConfig) validateVF(bad func(key, format string, args ...any)) {
 	case BackendSocket:
 		if v.Address == "" {
 			bad("vf.address", "required with backend socket")
-		} else if _, _, err := doe.ParseAddr(v.Address); err != nil {
+		} else if c, err := CanonicalSocketAddress(v.Address); err != nil {
 			bad("vf.address", "%v", err)
+		} else {
+			v.Canonical = c
 		}
 		extra("bdf", v.BDF)
 		extra("ca_out", v.CAOut)
@@ -519,8 +580,13 @@ func (l *ListenerConfig) validateListen(bad func(key, format string, args ...any
 			bad("listen.unix.path", "%q is not an absolute path", u.Path)
 		}
 		if u.Mode != "" {
-			if _, err := ParseMode(u.Mode); err != nil {
+			switch m, err := ParseMode(u.Mode); {
+			case err != nil:
 				bad("listen.unix.mode", "%v", err)
+			case m&0o002 != 0 && !u.AllowWorldWritable:
+				bad("listen.unix.mode", "%s lets every local user connect; set allow_world_writable: true to mean it", u.Mode)
+			case m&0o022 == 0o020 && u.Group == "": // world-writable, allowed, says it all
+				bad("listen.unix.mode", "%s lets the socket's group connect: name that group with group:", u.Mode)
 			}
 		}
 		if u.Owner != "" {
@@ -533,7 +599,7 @@ func (l *ListenerConfig) validateListen(bad func(key, format string, args ...any
 				bad("listen.unix.group", "%v", err)
 			}
 		}
-		return "unix:" + filepath.Clean(u.Path)
+		return "unix:" + cleanPath(u.Path)
 	default:
 		if err := checkTCPAddress(ls.TCP.Address, ls.TCP.AllowNonLoopback); err != nil {
 			bad("listen.tcp.address", "%v", err)
@@ -541,6 +607,94 @@ func (l *ListenerConfig) validateListen(bad func(key, format string, args ...any
 		}
 		return "tcp:" + ls.TCP.Address
 	}
+}
+
+// resolveTimeout bounds resolving a host name in the configuration.
+const resolveTimeout = 2 * time.Second
+
+// CanonicalSocketAddress spells a socket backend's address (doe.ParseAddr
+// syntax) one way, so that the duplicate check and the claim see one VF
+// however it is written: "unix:" and the cleaned absolute path, symlinks
+// resolved where they exist; for TCP "tcp:IP:PORT", the host resolved
+// (IPv4 first; the shim then dials that address, not the name) and the
+// port as a number. localhost:13400, tcp:127.0.0.1:13400 and
+// 127.0.0.1:13400 are all tcp:127.0.0.1:13400.
+func CanonicalSocketAddress(addr string) (string, error) {
+	network, address, err := doe.ParseAddr(addr)
+	if err != nil {
+		return "", err
+	}
+	if network == "unix" {
+		return "unix:" + cleanPath(address), nil
+	}
+	ta, err := resolveTCP(address)
+	if err != nil {
+		return "", err
+	}
+	return "tcp:" + net.JoinHostPort(ta.ip.String(), strconv.Itoa(ta.port)), nil
+}
+
+// cleanPath is p absolute and clean, with its symlinks (of the file or,
+// for a socket not created yet, of its directory) resolved.
+func cleanPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	if d, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+		return filepath.Join(d, filepath.Base(p))
+	}
+	return filepath.Clean(p)
+}
+
+// tcpListenAddr is a TCP address resolved, for the overlap check.
+type tcpListenAddr struct {
+	ip            net.IP
+	port          int
+	spelled, name string
+}
+
+// overlaps says whether two TCP addresses can clash: the same port on
+// the same address, or on the unspecified address (every interface).
+func (a tcpListenAddr) overlaps(b tcpListenAddr) bool {
+	return a.port == b.port && (a.ip.Equal(b.ip) || a.ip.IsUnspecified() || b.ip.IsUnspecified())
+}
+
+// resolveTCP resolves HOST:PORT to one IP (IPv4 first) and a port number.
+func resolveTCP(addr string) (tcpListenAddr, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return tcpListenAddr{}, fmt.Errorf("%q is not HOST:PORT: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	p, err := net.DefaultResolver.LookupPort(ctx, "tcp", port)
+	if err != nil {
+		return tcpListenAddr{}, fmt.Errorf("%q: port: %w", addr, err)
+	}
+	if host == "" {
+		return tcpListenAddr{ip: net.IPv4zero, port: p}, nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		return tcpListenAddr{ip: ip, port: p}, nil
+	}
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return tcpListenAddr{}, fmt.Errorf("%q: cannot resolve %s: %v", addr, host, err)
+	}
+	ip := ips[0]
+	for _, c := range ips {
+		if v4 := c.To4(); v4 != nil {
+			ip = v4
+			break
+		}
+	}
+	return tcpListenAddr{ip: ip, port: p}, nil
 }
 
 // checkTCPAddress accepts HOST:PORT; a host other than a loopback address

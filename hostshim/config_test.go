@@ -25,7 +25,7 @@ func TestConfigExampleFileIsValid(t *testing.T) {
 		l.ExchangeTimeout.D != 2*time.Second || l.Guest != "vm3" {
 		t.Errorf("first listener = %+v", l)
 	}
-	if u := cfg.Listeners[1].Listen.Unix; u == nil || u.Mode != "0660" {
+	if u := cfg.Listeners[1].Listen.Unix; u == nil || u.Mode != "0600" {
 		t.Errorf("second listener's unix block = %+v", u)
 	}
 	if c := cfg.Listeners[2]; c.Name != "vm5-cxl0" || fmt.Sprint(c.AllowedTypes) != "[discovery 1e98:02]" {
@@ -38,7 +38,7 @@ func TestConfigDefaults(t *testing.T) {
 listeners:
   - name: a
     vf: {backend: sysfs, bdf: "0000:0D:00.1"}
-    listen: {unix: {path: /run/x.sock, mode: 0660}}
+    listen: {unix: {path: /run/x.sock, mode: 0640}}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -56,8 +56,8 @@ listeners:
 		t.Errorf("BDF not canonicalised: %q", l.VF.BDF)
 	}
 	// An unquoted octal mode reaches the string field as written.
-	if l.Listen.Unix.Mode != "0660" {
-		t.Errorf("mode = %q, want 0660", l.Listen.Unix.Mode)
+	if l.Listen.Unix.Mode != "0640" {
+		t.Errorf("mode = %q, want 0640", l.Listen.Unix.Mode)
 	}
 }
 
@@ -352,5 +352,71 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 	if _, err := hostshim.LoadConfig(two); err == nil || !strings.Contains(err.Error(), "more than one") {
 		t.Errorf("two documents: %v", err)
+	}
+}
+
+// TestConfigOneVFTwoSpellings: two spellings of one socket VF, or of one
+// listener address, are one and are refused as duplicates; the claim
+// name does not depend on the spelling.
+func TestConfigOneVFTwoSpellings(t *testing.T) {
+	for _, pair := range [][2]string{
+		{"127.0.0.1:13400", "localhost:13400"},
+		{"127.0.0.1:13400", "tcp:127.0.0.1:13400"},
+		{"unix:/run//r.sock", "unix:/run/r.sock"},
+		{"unix:/run/x/../r.sock", "unix:/run/r.sock"},
+	} {
+		doc := fmt.Sprintf(`
+listeners:
+  - {name: a, vf: {backend: socket, address: %q}, listen: {tcp: {address: "127.0.0.1:2401"}}}
+  - {name: b, vf: {backend: socket, address: %q}, listen: {tcp: {address: "127.0.0.1:2402"}}}
+`, pair[0], pair[1])
+		_, err := hostshim.ParseConfig([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), "already served by listener") {
+			t.Errorf("%s and %s: err = %v, want a duplicate VF", pair[0], pair[1], err)
+		}
+	}
+	a, err1 := hostshim.CanonicalSocketAddress("localhost:13400")
+	b, err2 := hostshim.CanonicalSocketAddress("tcp:127.0.0.1:13400")
+	if err1 != nil || err2 != nil || a != b || a != "tcp:127.0.0.1:13400" {
+		t.Errorf("canonical = %q, %v / %q, %v; want both tcp:127.0.0.1:13400", a, err1, b, err2)
+	}
+	// Listener addresses: the same socket spelled twice.
+	for _, pair := range [][2]string{{"127.0.0.1:2401", "localhost:2401"}, {"0.0.0.0:2401", "127.0.0.1:2401"}} {
+		doc := fmt.Sprintf(`
+listeners:
+  - {name: a, vf: {backend: devsim}, listen: {tcp: {address: %q, allow_non_loopback: true}}}
+  - {name: b, vf: {backend: devsim}, listen: {tcp: {address: %q, allow_non_loopback: true}}}
+`, pair[0], pair[1])
+		_, err := hostshim.ParseConfig([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), "overlaps") {
+			t.Errorf("listeners on %s and %s: err = %v, want an overlap", pair[0], pair[1], err)
+		}
+	}
+}
+
+// TestConfigSocketModes: a world-writable socket needs
+// allow_world_writable, a group-writable one a named group.
+func TestConfigSocketModes(t *testing.T) {
+	gid := fmt.Sprint(os.Getgid())
+	for _, c := range []struct {
+		unix string
+		want string // "" accepted
+	}{
+		{`{path: /run/a.sock, mode: "0777"}`, "allow_world_writable"},
+		{`{path: /run/a.sock, mode: "0666"}`, "allow_world_writable"},
+		{`{path: /run/a.sock, mode: "0666", allow_world_writable: true}`, ""},
+		{`{path: /run/a.sock, mode: "0660"}`, "name that group"},
+		{`{path: /run/a.sock, mode: "0660", group: "` + gid + `"}`, ""},
+		{`{path: /run/a.sock, mode: "0600"}`, ""},
+		{`{path: /run/a.sock, mode: "0644"}`, ""},
+	} {
+		doc := "listeners:\n  - {name: a, vf: {backend: devsim}, listen: {unix: " + c.unix + "}}\n"
+		_, err := hostshim.ParseConfig([]byte(doc))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v, want accepted", c.unix, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: err = %v, want it to mention %q", c.unix, err, c.want)
+		}
 	}
 }

@@ -45,10 +45,39 @@ func OpenBackend(ctx context.Context, vf VFConfig, protocols []doe.Protocol) (do
 		}
 		return b, b, nil
 	case BackendSocket:
-		b := &SocketBackend{Addr: vf.Address}
+		addr := vf.Canonical // the address the claim names, not a name that may resolve elsewhere later
+		if addr == "" {
+			addr = vf.Address
+		}
+		b := &SocketBackend{Addr: addr}
 		return b, b, nil
 	}
 	return nil, nil, fmt.Errorf("hostshim: backend %q is not available in this binary", vf.Backend)
+}
+
+// fdBase is the file descriptors the shim needs besides its listeners:
+// standard streams, the runtime's poller, the metrics listener and its
+// scrapes, the configuration file, with room to spare.
+const fdBase = 32
+
+// FDBudget is how many file descriptors cfg can use at most: fdBase,
+// and per listener its socket, its claim, its backend and max_connections
+// connections. The README compares it with the unit's LimitNOFILE.
+func FDBudget(cfg *Config) int {
+	n := fdBase
+	for _, l := range cfg.Listeners {
+		n += 3 + l.MaxConnections
+	}
+	return n
+}
+
+// checkFDBudget warns when cfg could need more file descriptors than the
+// process may open: accept then pauses (and recovers) under a flood.
+func checkFDBudget(cfg *Config, log *slog.Logger) {
+	limit, ok := fdLimit()
+	if need := FDBudget(cfg); ok && uint64(need) > limit {
+		log.Warn("the listeners' file descriptor budget exceeds RLIMIT_NOFILE: raise LimitNOFILE or lower max_connections", "budget", need, "limit", limit)
+	}
 }
 
 // Shim is the host daemon: one mediated listener per configured VF, and
@@ -108,6 +137,7 @@ func New(cfg *Config, open BackendOpener, log *slog.Logger, reg prometheus.Regis
 		listeners: make(map[string]*listener),
 		failed:    make(map[string]error),
 	}
+	checkFDBudget(cfg, log)
 	if err := s.startHTTP(cfg.Metrics); err != nil {
 		return nil, err
 	}
@@ -209,6 +239,7 @@ func (s *Shim) Reload(cfg *Config) error {
 		s.mu.Unlock()
 		return errors.New("hostshim: the shim is shut down")
 	}
+	checkFDBudget(cfg, s.log)
 	old := s.cfg
 	want := make(map[string]ListenerConfig)
 	for _, lc := range cfg.Listeners {
@@ -280,6 +311,8 @@ func sameListener(a, b ListenerConfig) bool {
 	norm := func(l ListenerConfig) ListenerConfig {
 		l.ExchangeTimeout = Duration{D: l.ExchangeTimeout.D}
 		l.Wait = Duration{D: l.Wait.D}
+		l.IdleTimeout = Duration{D: l.IdleTimeout.D}
+		l.MaxHold = Duration{D: l.MaxHold.D}
 		return l
 	}
 	a, b = norm(a), norm(b)
@@ -287,7 +320,8 @@ func sameListener(a, b ListenerConfig) bool {
 		eqPtr(a.Listen.Vsock, b.Listen.Vsock) && eqPtr(a.Listen.Unix, b.Listen.Unix) && eqPtr(a.Listen.TCP, b.Listen.TCP) &&
 		slices.Equal(a.AllowedTypes, b.AllowedTypes) && a.MaxObjectBytes == b.MaxObjectBytes &&
 		a.Rate == b.Rate && a.Burst == b.Burst && a.ExchangeTimeout == b.ExchangeTimeout && a.Wait == b.Wait &&
-		a.MaxConsecutiveFailures == b.MaxConsecutiveFailures
+		a.MaxConsecutiveFailures == b.MaxConsecutiveFailures && a.MaxConnections == b.MaxConnections &&
+		a.IdleTimeout == b.IdleTimeout && a.MaxHold == b.MaxHold && a.AuditLinesPerSecond == b.AuditLinesPerSecond
 }
 
 func eqPtr[T comparable](a, b *T) bool {
@@ -362,6 +396,8 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 		ExchangeTimeout:        lc.ExchangeTimeout.D,
 		Rate:                   lc.Rate,
 		Burst:                  lc.Burst,
+		MaxHold:                lc.MaxHold.D,
+		AuditLinesPerSecond:    lc.AuditLinesPerSecond,
 		MaxConsecutiveFailures: lc.MaxConsecutiveFailures,
 		Logger:                 log,
 		Metrics:                s.metrics,
@@ -372,13 +408,16 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 	if err != nil {
 		return nil, err
 	}
+	if pf, ok := raw.(*peerFilter); ok {
+		pf.audit = med.audit
+	}
 	l := &listener{
 		cfg:    lc,
 		log:    log,
 		claim:  claim,
 		closer: closer,
 		med:    med,
-		ln:     newDrainListener(raw),
+		ln:     newDrainListener(raw, med, lc.MaxConnections),
 		done:   make(chan struct{}),
 	}
 	// The frame bound stays at one maximal DOE object, so an oversize
@@ -386,7 +425,13 @@ func (s *Shim) start(lc ListenerConfig, runDir string) (_ *listener, err error) 
 	// that stays up. The Mediator enforces exchange_timeout and then
 	// aborts the mailbox; the server's bound is a backstop above that,
 	// so that a device's timeout is counted as the device's failure.
-	l.srv = &doe.Server{Connect: med.Connect, ExchangeTimeout: lc.ExchangeTimeout.D + serverTimeoutSlack, Logger: log}
+	l.srv = &doe.Server{
+		Connect:         med.Connect,
+		ExchangeTimeout: lc.ExchangeTimeout.D + serverTimeoutSlack,
+		IdleTimeout:     lc.IdleTimeout.D,
+		Logger:          med.log,
+		Audited:         true, // the Mediator audits, once per event
+	}
 	go l.serve()
 	log.Info("listener serving", "listen", lc.Listen.String(), "vf", vfID, "guest", lc.Guest, "allowed", lc.AllowedTypes)
 	return l, nil
@@ -415,7 +460,7 @@ func (l *listener) health() error {
 	if err != nil {
 		return fmt.Errorf("not serving: %w", err)
 	}
-	return l.med.Health()
+	return errors.Join(l.ln.health(), l.med.Health())
 }
 
 // stop closes the socket, lets the connections finish their exchanges in

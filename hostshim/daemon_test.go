@@ -88,7 +88,7 @@ func (e *daemonEnv) config(t *testing.T, extra map[string]string, names ...strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "run_dir: %s\nshutdown_grace: 5s\nmetrics: {listen: \"127.0.0.1:0\"}\nlisteners:\n", e.runDir)
 	for _, n := range names {
-		fmt.Fprintf(&b, "  - name: %s\n    guest: guest-%s\n    vf: {backend: devsim}\n    listen: {unix: {path: %s, mode: \"0660\"}}\n", n, n, e.sock(n))
+		fmt.Fprintf(&b, "  - name: %s\n    guest: guest-%s\n    vf: {backend: devsim}\n    listen: {unix: {path: %s, mode: \"0600\"}}\n", n, n, e.sock(n))
 		if !strings.Contains(extra[n], "exchange_timeout:") {
 			b.WriteString("    exchange_timeout: 5s\n")
 		}
@@ -154,8 +154,8 @@ func TestDaemonServesTwoListeners(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
-			t.Errorf("%s: mode %v, want a socket with 0660", n, fi.Mode())
+		if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want a socket with 0600", n, fi.Mode())
 		}
 		c := dial(t, "unix:"+e.sock(n))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

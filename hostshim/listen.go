@@ -16,7 +16,15 @@ import (
 	"time"
 
 	"github.com/mdlayher/vsock"
+
+	"github.com/devattest/devattest/doe"
 )
+
+// kindWrongPeer is the audit kind of a vsock connection from another CID.
+const kindWrongPeer = "wrong_peer"
+
+// ErrTooManyConnections: a connection over the listener's max_connections.
+var ErrTooManyConnections = errors.New("hostshim: too many connections")
 
 // Listen opens the guest-facing listener that lc describes:
 //
@@ -77,6 +85,9 @@ type peerFilter struct {
 	net.Listener
 	check func(net.Addr) error
 	log   *slog.Logger
+	// audit, when the daemon sets it, takes the refusals instead of log:
+	// another guest hammering this port gets summed up, not a line each.
+	audit *audit
 }
 
 func (f *peerFilter) Accept() (net.Conn, error) {
@@ -86,7 +97,12 @@ func (f *peerFilter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if err := f.check(c.RemoteAddr()); err != nil {
-			f.log.Warn("connection refused: wrong peer", "listen", f.Addr().String(), "remote", c.RemoteAddr().String(), "err", err)
+			args := []any{"listen", f.Addr().String(), "remote", c.RemoteAddr().String(), "err", err}
+			if f.audit != nil {
+				f.audit.refusal(kindWrongPeer, "connection refused: wrong peer", args...)
+			} else {
+				f.log.Warn("connection refused: wrong peer", args...)
+			}
 			_ = c.Close()
 			continue
 		}
@@ -205,40 +221,141 @@ func removeStaleSocket(path string) error {
 	return nil
 }
 
-// drainListener tracks the connections it accepted, so that a graceful
-// stop can let each finish the exchange in flight and then end it.
+// drainListener is a listener's accept side. It tracks the connections
+// it accepted, so that a graceful stop can let each finish the exchange
+// in flight and then end it; it refuses connections over max at once;
+// and it survives running out of file descriptors.
 //
 // Draining works on the connection, under doe.Server: once draining, a
 // read returns end of stream. A connection blocked waiting for its next
 // frame is woken by a read deadline in the past; a connection in an
 // exchange is not reading, so its exchange completes, its response is
 // written, and its next read ends it.
+//
+// Out of file descriptors (EMFILE, ENFILE), accept fails while the
+// connection stays queued in the kernel; the listener then retries with
+// back-off (up to maxAcceptBackoff) instead of failing for good, logs
+// one line when the episode starts and one when it ends, and reports it
+// through health and the accept_paused metric meanwhile.
 type drainListener struct {
 	net.Listener
+	med  *Mediator // audits and counts for the listener's guest
+	max  int       // connections open at once; over it, refused
+	done chan struct{}
+	once sync.Once
+
 	mu       sync.Mutex
 	conns    map[*drainConn]struct{}
 	draining bool
+	paused   error     // the accept error of the current fd episode
+	since    time.Time // when it started
+	retries  int
 	wg       sync.WaitGroup
 }
 
-func newDrainListener(ln net.Listener) *drainListener {
-	return &drainListener{Listener: ln, conns: make(map[*drainConn]struct{})}
+// maxAcceptBackoff bounds the wait between accepts while out of file
+// descriptors.
+const maxAcceptBackoff = time.Second
+
+// refuseWriteTimeout bounds telling a refused connection why.
+const refuseWriteTimeout = 100 * time.Millisecond
+
+func newDrainListener(ln net.Listener, med *Mediator, max int) *drainListener {
+	return &drainListener{Listener: ln, med: med, max: max, done: make(chan struct{}), conns: make(map[*drainConn]struct{})}
+}
+
+func (l *drainListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
 }
 
 func (l *drainListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	var backoff time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.ENFILE) {
+				return nil, err
+			}
+			l.pause(err)
+			backoff = min(max(2*backoff, 5*time.Millisecond), maxAcceptBackoff)
+			select {
+			case <-l.done:
+				return nil, net.ErrClosed
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		l.resume()
+		l.mu.Lock()
+		if l.max > 0 && len(l.conns) >= l.max && !l.draining {
+			n := len(l.conns)
+			l.mu.Unlock()
+			l.refuse(c, n)
+			continue
+		}
+		dc := &drainConn{Conn: c, l: l}
+		l.conns[dc] = struct{}{}
+		l.wg.Add(1)
+		if l.draining {
+			dc.draining.Store(true)
+		}
+		l.mu.Unlock()
+		return dc, nil
 	}
-	dc := &drainConn{Conn: c, l: l}
+}
+
+// refuse tells a connection over max why, without waiting on it, and
+// closes it: it never holds a file descriptor or a goroutine for wait.
+func (l *drainListener) refuse(c net.Conn, open int) {
+	err := fmt.Errorf("%w: the listener serves at most %d connections at once (max_connections)", ErrTooManyConnections, l.max)
+	if l.med != nil {
+		l.med.metrics.refusedConnection(KindTooManyConnections)
+		l.med.audit.refusal(KindTooManyConnections, "connection refused: too many connections", "client", clientName(c), "open", open, "max_connections", l.max)
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+	_ = doe.WriteFrame(c, doe.Frame{Command: doe.CommandUnknown, Transport: doe.TransportPCIDOE, Payload: []byte(err.Error())})
+	_ = c.Close()
+}
+
+// pause records an accept that failed for want of file descriptors.
+func (l *drainListener) pause(err error) {
 	l.mu.Lock()
-	l.conns[dc] = struct{}{}
-	l.wg.Add(1)
-	if l.draining {
-		dc.draining.Store(true)
+	defer l.mu.Unlock()
+	l.retries++
+	if l.paused != nil {
+		return
 	}
-	l.mu.Unlock()
-	return dc, nil
+	l.paused, l.since = err, time.Now()
+	if l.med != nil {
+		l.med.metrics.setAcceptPaused(true)
+		l.med.log.Error("accept paused: the process is out of file descriptors; retrying with back-off", "listen", l.Addr().String(), "err", err)
+	}
+}
+
+// resume ends an fd episode, if there was one.
+func (l *drainListener) resume() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.paused == nil {
+		return
+	}
+	if l.med != nil {
+		l.med.metrics.setAcceptPaused(false)
+		l.med.log.Info("accept resumed", "listen", l.Addr().String(), "paused_for", time.Since(l.since).Round(time.Millisecond), "retries", l.retries)
+	}
+	l.paused, l.retries = nil, 0
+}
+
+// health is nil unless accept is paused for want of file descriptors.
+func (l *drainListener) health() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.paused != nil {
+		return fmt.Errorf("accept paused since %s (%v ago): %w", l.since.UTC().Format(time.RFC3339), time.Since(l.since).Round(time.Second), l.paused)
+	}
+	return nil
 }
 
 // drain marks every connection draining and wakes those waiting for a
@@ -248,8 +365,7 @@ func (l *drainListener) drain() {
 	defer l.mu.Unlock()
 	l.draining = true
 	for c := range l.conns {
-		c.draining.Store(true)
-		_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+		c.endReads()
 	}
 }
 
@@ -271,6 +387,13 @@ type drainConn struct {
 	l        *drainListener
 	draining atomic.Bool
 	once     sync.Once
+}
+
+// endReads makes the connection's reads end: the one waiting for a frame
+// at once, an exchange in flight after its reply is written.
+func (c *drainConn) endReads() {
+	c.draining.Store(true)
+	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (c *drainConn) Read(p []byte) (int, error) {

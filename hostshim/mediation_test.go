@@ -174,13 +174,20 @@ func TestMediatorRateLimit(t *testing.T) {
 	// One token comes back every 200 ms.
 	time.Sleep(250 * time.Millisecond)
 	mustDiscover0(t, c)
-	// The limit is per connection: a new connection starts with a full
-	// bucket.
+	// The limit is the guest's: a new connection does not refill the
+	// bucket (at most one token came back meanwhile).
 	c.Close()
 	s.waitLog(t, "connection released mailbox")
 	c2 := dial(t, s.addr)
+	var refused int
 	for range 3 {
-		mustDiscover0(t, c2)
+		if _, err := exchange(c2, discoveryRequest(0)); err != nil {
+			wantRefusal(t, err, "rate limit")
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Errorf("3 exchanges at once on a new connection all passed: reconnecting refilled the rate")
 	}
 }
 
@@ -262,25 +269,26 @@ func TestMediatorClientGoneMidExchange(t *testing.T) {
 func TestMediatorWedgedAndRecovered(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	vf := devsim.NewVF()
-	s := startShim(t, vf.Driver(), hostshim.Options{MaxConsecutiveFailures: 3, Metrics: hostshim.NewMetrics(reg)})
+	s := startShim(t, vf.Driver(), hostshim.Options{MaxConsecutiveFailures: 3, ExchangeTimeout: 100 * time.Millisecond, Metrics: hostshim.NewMetrics(reg)})
 	c := dial(t, s.addr)
 	mustDiscover0(t, c)
 	wedged := func() float64 {
 		return metricValue(t, reg, "devattest_shim_vf_wedged", map[string]string{"vf": "devsim"})
 	}
 
-	vf.SetFaults(devsim.Faults{ErrorOnGo: true})
+	// The device stops answering: three timeouts in a row wedge it.
+	vf.SetFaults(devsim.Faults{NeverRespond: true})
 	for i := 1; i <= 3; i++ {
 		_, err := exchange(c, discoveryRequest(0))
-		wantRefusal(t, err, "DOE error bit")
+		wantRefusal(t, err, "timeout")
 		h := s.med.Health()
 		if i < 3 && (h != nil || wedged() != 0) {
 			t.Fatalf("after %d failures: Health %v, wedged %v; want healthy", i, h, wedged())
 		}
 	}
 	h := s.med.Health()
-	if !errors.Is(h, hostshim.ErrWedged) || !strings.Contains(h.Error(), "devsim") || !strings.Contains(h.Error(), "3 consecutive") {
-		t.Fatalf("Health after 3 failures = %v, want ErrWedged naming the VF and the count", h)
+	if !errors.Is(h, hostshim.ErrWedged) || !strings.Contains(h.Error(), "devsim") || !strings.Contains(h.Error(), "stopped answering: 3 exchanges in a row") {
+		t.Fatalf("Health after 3 failures = %v, want ErrWedged naming the VF, the cause and the count", h)
 	}
 	if wedged() != 1 {
 		t.Errorf("vf_wedged = %v, want 1", wedged())
@@ -291,13 +299,13 @@ func TestMediatorWedgedAndRecovered(t *testing.T) {
 	if got := metricValue(t, reg, "devattest_shim_aborts_total", map[string]string{"vf": "devsim"}); got != 3 {
 		t.Errorf("aborts_total = %v, want 3 (one recovery per failure)", got)
 	}
-	if got := metricValue(t, reg, "devattest_shim_errors_total", map[string]string{"kind": "device_error"}); got != 3 {
-		t.Errorf("errors_total{kind=device_error} = %v, want 3", got)
+	if got := metricValue(t, reg, "devattest_shim_errors_total", map[string]string{"kind": "timeout"}); got != 3 {
+		t.Errorf("errors_total{kind=timeout} = %v, want 3", got)
 	}
 
 	// A fourth failure keeps it wedged, without a second error line.
 	_, err := exchange(c, discoveryRequest(0))
-	wantRefusal(t, err, "DOE error bit")
+	wantRefusal(t, err, "timeout")
 	if n := s.countLog(`"msg":"VF wedged"`); n != 1 {
 		t.Errorf("audit log has %d \"VF wedged\" lines after a 4th failure, want 1", n)
 	}
@@ -309,13 +317,42 @@ func TestMediatorWedgedAndRecovered(t *testing.T) {
 		t.Fatalf("after a success: Health %v, wedged %v; want healthy", h, wedged())
 	}
 	s.waitLog(t, "VF recovered")
-	vf.SetFaults(devsim.Faults{ErrorOnGo: true})
+	vf.SetFaults(devsim.Faults{NeverRespond: true})
 	for range 2 {
+		_, err := exchange(c, discoveryRequest(0))
+		wantRefusal(t, err, "timeout")
+	}
+	if h := s.med.Health(); h != nil {
+		t.Errorf("2 failures after a success: Health %v, want healthy (the count restarts)", h)
+	}
+}
+
+// TestMediatorGuestDeviceError: a DOE Error that one abort clears is the
+// guest's failure: however many, the VF stays healthy. An abort that
+// fails wedges it at once.
+func TestMediatorGuestDeviceError(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	vf := devsim.NewVF()
+	s := startShim(t, vf.Driver(), hostshim.Options{MaxConsecutiveFailures: 3, Metrics: hostshim.NewMetrics(reg)})
+	c := dial(t, s.addr)
+	mustDiscover0(t, c)
+	vf.SetFaults(devsim.Faults{ErrorOnGo: true})
+	for range 5 {
 		_, err := exchange(c, discoveryRequest(0))
 		wantRefusal(t, err, "DOE error bit")
 	}
 	if h := s.med.Health(); h != nil {
-		t.Errorf("2 failures after a success: Health %v, want healthy (the count restarts)", h)
+		t.Errorf("Health after 5 errors an abort cleared = %v, want healthy", h)
+	}
+	if got := metricValue(t, reg, "devattest_shim_errors_total", map[string]string{"kind": "guest_device_error"}); got != 5 {
+		t.Errorf("errors_total{kind=guest_device_error} = %v, want 5", got)
+	}
+	vf.SetFaults(devsim.Faults{ErrorOnGo: true, IgnoreAbort: true})
+	if _, err := exchange(c, discoveryRequest(0)); err == nil {
+		t.Fatal("exchange with a device that ignores aborts succeeded")
+	}
+	if h := s.med.Health(); !errors.Is(h, hostshim.ErrWedged) || !strings.Contains(h.Error(), "abort") {
+		t.Errorf("Health after a failed abort = %v, want ErrWedged naming the abort", h)
 	}
 }
 

@@ -13,35 +13,49 @@
 //     and returns a Mailbox bound to the connection; the connection holds
 //     the VF until it ends, because SPDM state lives in the device and
 //     another requester's GET_VERSION would reset it.
+//     A holder that has kept the VF for Options.MaxHold while another
+//     connection waits loses it (after its exchange in flight).
 //  2. Per request, the connection's Mailbox takes the connection's own
-//     mutex (one exchange at a time), then checks the rate (token
-//     bucket), the allowlist and the size, before anything reaches the
-//     device.
+//     mutex (one exchange at a time), then checks the guest's rate (one
+//     token bucket per Mediator, so reconnecting does not refill it), the
+//     allowlist and the size, before anything reaches the device. Frames
+//     the doe.Server answers itself (TEST, malformed, unknown commands)
+//     pass through GuardFrame: they take tokens too and are audited.
 //  3. The backend exchange runs under Options.ExchangeTimeout, which
 //     bounds all of it (busy waiting, a slow device's answer, the aborts
 //     after a failure), and is cancelled if the client disconnects
 //     meanwhile (watchPeer); the DOE driver then aborts, so the mailbox is
 //     idle for the next holder. Foreign activity the driver finds on the
-//     mailbox is logged as its own event, not as the device's failure.
+//     mailbox is audited as its own event, not as the device's failure.
 //  4. A DOE-level failure (timeout, busy, error bit, failed abort) is
-//     followed by an explicit abort when the backend can, and counted;
-//     MaxConsecutiveFailures in a row mark the VF wedged (Health, metric,
-//     error log) until an exchange succeeds.
+//     followed by an explicit abort when the backend can. A DOE Error that
+//     this abort clears is the guest's failure (its request made the
+//     device refuse it) and leaves the VF healthy. The VF is wedged
+//     (Health, metric, error log) when an abort fails, or after
+//     MaxConsecutiveFailures timeouts or busy failures in a row (the
+//     device stopped answering), until an exchange succeeds.
 //  5. The connection's release waits for an exchange still in flight,
 //     then hands the VF to the next waiter.
 //
+// Every event goes to the guest's audit log once (audit: bounded lines
+// per second, repeated refusals summed up), with the guest and the VF.
+//
 // Locks: fifoLock.mu guards the queue; conn.mu serialises one connection's
-// exchanges; Mediator.mu guards the failure count and the closed flag and
-// is never held across a backend call.
+// exchanges; Mediator.mu guards the failure count, the rate bucket, the
+// holder and the closed flag and is never held across a backend call or
+// while taking conn.mu.
 package hostshim
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/devattest/devattest/doe"
@@ -54,11 +68,11 @@ var ErrNotAllowed = errors.New("hostshim: DOE object type not allowed")
 // the configured wait.
 var ErrMailboxHeld = errors.New("hostshim: mailbox held by another connection")
 
-// ErrRateLimited: the connection sent exchanges faster than its rate.
+// ErrRateLimited: the guest sent exchanges faster than its rate.
 var ErrRateLimited = errors.New("hostshim: exchange rate limit exceeded")
 
-// ErrWedged: the VF's mailbox failed Options.MaxConsecutiveFailures
-// exchanges in a row (Health reports it).
+// ErrWedged: the VF's mailbox stopped answering (Options.MaxConsecutiveFailures
+// timeouts in a row) or an abort failed (Health reports it).
 var ErrWedged = errors.New("hostshim: VF mailbox wedged")
 
 // ErrShimClosed: the Mediator was closed and takes no connections.
@@ -76,6 +90,9 @@ const (
 	DefaultMaxObjectSize = 64 << 10
 	// DefaultMaxConsecutiveFailures is when a VF counts as wedged.
 	DefaultMaxConsecutiveFailures = 3
+	// DefaultMaxHold is how long one connection may keep the VF while
+	// another waits.
+	DefaultMaxHold = time.Minute
 )
 
 // Options configures a Mediator.
@@ -97,12 +114,20 @@ type Options struct {
 	// lets the device use all of it, beyond PCIe's 1 s per object. The
 	// doe.Server's own ExchangeTimeout, if shorter, applies too.
 	ExchangeTimeout time.Duration
-	// Rate is each connection's sustained exchanges per second; 0 means
+	// Rate is the guest's sustained frames per second (exchanges, TEST
+	// and refused frames alike), over all its connections; 0 means
 	// unlimited.
 	Rate float64
-	// Burst is how many exchanges a connection may make at once before
-	// Rate applies (default 1 when Rate is set).
+	// Burst is how many frames the guest may send at once before Rate
+	// applies (default 1 when Rate is set).
 	Burst int
+	// MaxHold bounds how long one connection keeps the VF while another
+	// connection waits for it (default DefaultMaxHold); the holder then
+	// loses it after its exchange in flight and is disconnected.
+	MaxHold time.Duration
+	// AuditLinesPerSecond bounds the guest's audit lines (default
+	// DefaultAuditLinesPerSecond); see audit.
+	AuditLinesPerSecond int
 	// MaxConsecutiveFailures DOE-level failures in a row mark the VF
 	// wedged (default DefaultMaxConsecutiveFailures).
 	MaxConsecutiveFailures int
@@ -130,16 +155,20 @@ type Mediator struct {
 	exchangeTimeout time.Duration
 	rate            float64
 	burst           int
+	maxHold         time.Duration
 	maxFailures     int
 	log             *slog.Logger
+	audit           *audit
 	metrics         vfMetrics
 	lock            fifoLock
 
-	mu       sync.Mutex
-	closed   bool
-	failures int   // consecutive DOE-level failures
-	lastErr  error // the last of them, for Health
-	wedged   bool
+	mu         sync.Mutex
+	closed     bool
+	bucket     *tokenBucket // the guest's rate, shared by its connections
+	holder     *connection
+	failures   int    // consecutive failures of the VF (not the guest's)
+	lastErr    error  // the last DOE-level failure, for Health
+	wedgeCause string // why the VF is wedged ("" while it is not)
 }
 
 // NewMediator wraps backend with the shim's checks.
@@ -154,6 +183,7 @@ func NewMediator(backend doe.Mailbox, o Options) *Mediator {
 		exchangeTimeout: o.ExchangeTimeout,
 		rate:            o.Rate,
 		burst:           o.Burst,
+		maxHold:         o.MaxHold,
 		maxFailures:     o.MaxConsecutiveFailures,
 		log:             o.Logger,
 		metrics:         o.Metrics.forVF(o.VF),
@@ -170,6 +200,12 @@ func NewMediator(backend doe.Mailbox, o Options) *Mediator {
 	if m.maxFailures <= 0 {
 		m.maxFailures = DefaultMaxConsecutiveFailures
 	}
+	if m.maxHold <= 0 {
+		m.maxHold = DefaultMaxHold
+	}
+	if m.rate > 0 {
+		m.bucket = newTokenBucket(m.rate, m.burst, time.Now())
+	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -177,6 +213,7 @@ func NewMediator(backend doe.Mailbox, o Options) *Mediator {
 	if m.guest != "" {
 		m.log = m.log.With("guest", m.guest)
 	}
+	m.audit = newAudit(m.log, m.metrics, o.AuditLinesPerSecond)
 	allowed := o.Allowed
 	if allowed == nil {
 		allowed = DefaultAllowed
@@ -199,7 +236,8 @@ func (m *Mediator) Connect(ctx context.Context, conn net.Conn) (doe.Mailbox, fun
 		return nil, nil, fmt.Errorf("%w: the shim is shutting down or was reconfigured", ErrShimClosed)
 	}
 	err := m.lock.acquire(ctx, name, m.waitFor, func(holder string, place int) {
-		m.log.Info("connection waiting for mailbox", "client", name, "holder", holder, "place", place)
+		m.audit.event(slog.LevelInfo, "connection waiting for mailbox", "client", name, "holder", holder, "place", place)
+		m.armHoldLimit()
 	})
 	switch {
 	case err == nil:
@@ -209,22 +247,56 @@ func (m *Mediator) Connect(ctx context.Context, conn net.Conn) (doe.Mailbox, fun
 		m.metrics.incBusy()
 		// The holder's identity goes to the audit log only: a guest
 		// learns nothing about other clients of the host.
-		m.log.Warn("connection refused: mailbox busy", "client", name, "holder", m.lock.currentHolder(), "waited", m.waitFor)
+		m.audit.refusal(kindMailboxHeld, "connection refused: mailbox busy", "client", name, "holder", m.lock.currentHolder(), "waited", m.waitFor)
 		return nil, nil, fmt.Errorf("%w: the VF is in use by another connection; waited %v", ErrMailboxHeld, m.waitFor)
 	default: // ctx ended: the server is shutting down
 		return nil, nil, fmt.Errorf("%w: the shim is shutting down", ErrShimClosed)
 	}
 	c := &connection{m: m, conn: conn, name: name, opened: time.Now()}
-	if m.rate > 0 {
-		c.bucket = newTokenBucket(m.rate, m.burst, c.opened)
-	}
+	m.mu.Lock()
+	m.holder = c
+	m.mu.Unlock()
 	m.metrics.addConnections(1)
-	m.log.Info("connection holds mailbox", "client", name)
+	m.audit.event(slog.LevelInfo, "connection holds mailbox", "client", name)
+	if m.lock.waiting() > 0 {
+		m.armHoldLimit()
+	}
 	return c, c.release, nil
 }
 
-// clientName is how the audit log names a connection's peer.
+// kindMailboxHeld is the audit kind of a connection refused after its
+// wait (devattest_shim_busy_total counts them).
+const kindMailboxHeld = "mailbox_held"
+
+// armHoldLimit makes the holder lose the VF once it has held it for
+// maxHold, if a connection is still waiting then.
+func (m *Mediator) armHoldLimit() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.holder
+	if c == nil || c.holdTimer != nil {
+		return
+	}
+	c.holdTimer = time.AfterFunc(max(time.Until(c.opened.Add(m.maxHold)), 0), func() {
+		m.mu.Lock()
+		if m.holder != c {
+			m.mu.Unlock()
+			return
+		}
+		c.holdTimer = nil // the next waiter arms it again
+		m.mu.Unlock()
+		if m.lock.waiting() > 0 {
+			c.preempt()
+		}
+	})
+}
+
+// clientName is how the audit log names a connection's peer: a unix
+// peer by its process and user (SO_PEERCRED), others by address.
 func clientName(conn net.Conn) string {
+	if s, ok := unixPeerName(conn); ok {
+		return s
+	}
 	if a := conn.RemoteAddr(); a != nil {
 		if s := a.String(); s != "" && s != "@" {
 			return a.Network() + ":" + s
@@ -234,14 +306,25 @@ func clientName(conn net.Conn) string {
 	return "client"
 }
 
+// allow takes one of the guest's tokens for a frame.
+func (m *Mediator) allow(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bucket == nil || m.bucket.allow(now)
+}
+
+func (m *Mediator) rateError() error {
+	return fmt.Errorf("%w: at most %g per second, bursts of %d", ErrRateLimited, m.rate, max(m.burst, 1))
+}
+
 // Health reports nil while the VF's mailbox works, and an error wrapping
-// ErrWedged, with the reason, after MaxConsecutiveFailures DOE-level
-// failures in a row (until an exchange succeeds again).
+// ErrWedged with the cause while it is wedged (until an exchange
+// succeeds again).
 func (m *Mediator) Health() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.wedged {
-		return fmt.Errorf("%w: VF %s: %d consecutive exchanges failed; last: %v", ErrWedged, m.vf, m.failures, m.lastErr)
+	if m.wedgeCause != "" {
+		return fmt.Errorf("%w: VF %s: %s; last error: %v", ErrWedged, m.vf, m.wedgeCause, m.lastErr)
 	}
 	return nil
 }
@@ -254,6 +337,7 @@ func (m *Mediator) Close() {
 	m.closed = true
 	m.mu.Unlock()
 	m.lock.close()
+	m.audit.close()
 }
 
 // connection is the Mailbox one holding connection exchanges through.
@@ -264,9 +348,10 @@ type connection struct {
 	opened time.Time
 
 	mu        sync.Mutex // one exchange at a time; guards the fields below
-	bucket    *tokenBucket
 	exchanges int
 	released  bool
+
+	holdTimer *time.Timer // guarded by m.mu
 }
 
 // release ends the connection's hold, after an exchange still in flight.
@@ -277,9 +362,45 @@ func (c *connection) release() {
 		return
 	}
 	c.released = true
-	c.m.metrics.addConnections(-1)
-	c.m.log.Info("connection released mailbox", "client", c.name, "duration", time.Since(c.opened), "exchanges", c.exchanges)
-	c.m.lock.release()
+	m := c.m
+	m.mu.Lock()
+	if m.holder == c {
+		m.holder = nil
+	}
+	if c.holdTimer != nil {
+		c.holdTimer.Stop()
+		c.holdTimer = nil
+	}
+	m.mu.Unlock()
+	m.metrics.addConnections(-1)
+	m.audit.event(slog.LevelInfo, "connection released mailbox", "client", c.name, "duration", time.Since(c.opened), "exchanges", c.exchanges)
+	m.lock.release()
+}
+
+// preempt takes the VF from a connection that held it for maxHold while
+// others waited: after its exchange in flight, the VF goes to the next
+// waiter and the connection is ended.
+func (c *connection) preempt() {
+	c.mu.Lock()
+	released := c.released
+	c.mu.Unlock()
+	if released {
+		return
+	}
+	c.m.metrics.incPreempted()
+	c.m.audit.event(slog.LevelWarn, "connection lost the mailbox: held it for max_hold while another waited", "client", c.name, "held", time.Since(c.opened).Round(time.Millisecond), "max_hold", c.m.maxHold)
+	c.release()
+	endConn(c.conn)
+}
+
+// endConn ends a connection the server is serving: a drainConn stops
+// reading (its reply in flight still goes out); any other is closed.
+func endConn(conn net.Conn) {
+	if d, ok := conn.(interface{ endReads() }); ok {
+		d.endReads()
+		return
+	}
+	_ = conn.Close()
 }
 
 // Exchange checks one request and passes it to the backend. Only the
@@ -294,14 +415,14 @@ func (c *connection) Exchange(ctx context.Context, req doe.Object) (doe.Object, 
 	c.exchanges++
 	m := c.m
 	start := time.Now()
-	log := m.log.With("client", c.name, "vendor", req.Vendor, "type", req.Type, "request_bytes", req.Size())
+	args := []any{"client", c.name, "vendor", req.Vendor, "type", req.Type, "request_bytes", req.Size()}
 	refuse := func(kind string, err error) (doe.Object, error) {
 		m.metrics.failure(kind, false, 0)
-		log.Warn("exchange refused", "result", kind)
+		m.audit.refusal(kind, "exchange refused", args...)
 		return doe.Object{}, err
 	}
-	if c.bucket != nil && !c.bucket.allow(start) {
-		return refuse(KindRateLimited, fmt.Errorf("%w: at most %g per second, bursts of %d", ErrRateLimited, m.rate, max(m.burst, 1)))
+	if !m.allow(start) {
+		return refuse(KindRateLimited, m.rateError())
 	}
 	if !m.allowed[req.Protocol()] {
 		return refuse(KindNotAllowed, fmt.Errorf("%w: %v is not forwarded", ErrNotAllowed, req.Protocol()))
@@ -324,33 +445,99 @@ func (c *connection) Exchange(ctx context.Context, req doe.Object) (doe.Object, 
 	if err == nil {
 		m.succeeded()
 		m.metrics.success(d.Seconds())
-		log.Info("exchange", "result", "ok", "response_bytes", resp.Size(), "duration", d)
+		m.audit.event(slog.LevelInfo, "exchange", append(args, "result", "ok", "response_bytes", resp.Size(), "duration", d)...)
 		return resp, nil
 	}
 	kind := errorKind(err)
-	m.metrics.failure(kind, true, d.Seconds())
+	args = append(args, "duration", d, "err", err)
 	switch {
 	case left:
 		// Not the device's fault: no failure is counted. The driver has
 		// aborted the exchange; the mailbox is idle for the next holder.
-		log.Warn("exchange abandoned: client disconnected", "result", kind, "duration", d, "err", err)
+		m.metrics.failure(KindDisconnected, true, d.Seconds())
+		m.audit.refusal(KindDisconnected, "exchange abandoned: client disconnected", args...)
 	case ctx.Err() != nil:
-		log.Warn("exchange abandoned: shim shutting down", "result", kind, "duration", d, "err", err)
+		m.metrics.failure(kind, true, d.Seconds())
+		m.audit.event(slog.LevelWarn, "exchange abandoned: shim shutting down", append(args, "result", kind)...)
 	case kind == KindForeignActivity:
 		// Someone else drove the VF's mailbox: most likely this guest,
 		// through its VF's config space, past the shim. The driver has
 		// aborted it away; the device did not fail.
-		log.Warn("foreign activity on the mailbox", "result", kind, "duration", d, "err", err)
-	default:
+		m.metrics.failure(kind, true, d.Seconds())
+		m.audit.refusal(kind, "foreign activity on the mailbox", args...)
+	case kind == KindBackend:
 		// The audit log keeps the backend's own words; the guest gets the
 		// class of failure only, not host paths or addresses.
-		log.Warn("exchange failed", "result", kind, "duration", d, "err", err)
-		if kind != KindBackend {
-			m.recover(log, deadline)
-			m.failed(err)
+		m.metrics.failure(kind, true, d.Seconds())
+		m.audit.refusal(kind, "exchange failed", args...)
+	default:
+		cleared, abortErr := m.recover(deadline)
+		if kind == KindDeviceError && cleared {
+			// The device refused this request and one abort cleared it:
+			// the guest's failure, not the VF's.
+			kind = KindGuestDeviceError
+		}
+		m.metrics.failure(kind, true, d.Seconds())
+		m.audit.refusal(kind, "exchange failed", args...)
+		if kind != KindGuestDeviceError {
+			m.failed(kind, err, abortErr)
 		}
 	}
 	return doe.Object{}, guestError(err)
+}
+
+// GuardFrame implements doe.FrameGuard: the frames the server answers
+// itself take the guest's tokens and are audited and counted like
+// exchanges.
+func (c *connection) GuardFrame(f doe.Frame, err error) error {
+	m := c.m
+	args := []any{"client", c.name}
+	readErr := err != nil && f.Command == 0 && !errors.Is(err, doe.ErrUnknownCommand)
+	if readErr {
+		// The connection ends whatever is answered.
+		c.mu.Lock()
+		released := c.released
+		c.mu.Unlock()
+		kind := frameErrorKind(err)
+		switch {
+		case released: // preempted or shut down by the shim: audited there
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			m.audit.event(slog.LevelInfo, "connection closed: idle", append(args, "err", err)...)
+		default:
+			m.metrics.failure(kind, false, 0)
+			m.audit.refusal(kind, "connection dropped: bad or incomplete frame", append(args, "err", err)...)
+		}
+		return nil
+	}
+	args = append(args, "command", doe.CommandName(f.Command), "transport", f.Transport, "frame_bytes", len(f.Payload))
+	if !m.allow(time.Now()) {
+		m.metrics.failure(KindRateLimited, false, 0)
+		m.audit.refusal(KindRateLimited, "frame refused", args...)
+		return m.rateError()
+	}
+	if err == nil {
+		m.audit.event(slog.LevelInfo, "test frame", args...)
+		return nil
+	}
+	kind := frameErrorKind(err)
+	m.metrics.failure(kind, false, 0)
+	m.audit.refusal(kind, "frame refused", append(args, "err", err)...)
+	return nil
+}
+
+// frameErrorKind classifies a frame the server refused or could not read.
+func frameErrorKind(err error) string {
+	switch {
+	case errors.Is(err, doe.ErrUnknownCommand):
+		return KindUnknownCommand
+	case errors.Is(err, doe.ErrWrongTransport):
+		return KindWrongTransport
+	case errors.Is(err, doe.ErrTooLarge):
+		return KindTooLarge
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed):
+		return KindDisconnected
+	}
+	return KindMalformed
 }
 
 // errorKind classifies a backend failure for metrics and the audit log.
@@ -375,32 +562,44 @@ func errorKind(err error) string {
 // recover aborts the mailbox after a DOE-level failure, if the backend
 // can, so that the next exchange (or the next holder) starts from idle.
 // It ends by the exchange's deadline: the driver has aborted already
-// within it, and a failed abort is retried by the next exchange.
-func (m *Mediator) recover(log *slog.Logger, deadline time.Time) {
+// within it, and an abort there is no time for is left to the next
+// exchange. cleared reports that an abort ran and left the mailbox idle;
+// err is the abort's failure.
+func (m *Mediator) recover(deadline time.Time) (cleared bool, err error) {
 	a, ok := m.backend.(aborter)
 	if !ok || !time.Now().Before(deadline) {
-		return
+		return false, nil
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	m.metrics.incAborts()
 	if err := a.Abort(ctx); err != nil {
-		log.Error("abort after a failed exchange did not complete", "err", err)
-		return
+		return false, err
 	}
-	log.Info("mailbox aborted after a failed exchange")
+	return true, nil
 }
 
-// failed counts a DOE-level failure.
-func (m *Mediator) failed(err error) {
+// failed counts a failure of the VF: an abort that failed wedges it at
+// once; timeouts and busy failures after maxFailures in a row.
+func (m *Mediator) failed(kind string, err, abortErr error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.failures++
 	m.lastErr = err
-	if m.failures >= m.maxFailures && !m.wedged {
-		m.wedged = true
+	var cause string
+	switch {
+	case abortErr != nil:
+		m.lastErr = errors.Join(err, abortErr)
+		cause = "an abort after a failed exchange did not complete"
+	case kind == KindAbortFailed:
+		cause = "an abort did not complete"
+	case m.failures >= m.maxFailures:
+		cause = fmt.Sprintf("the device stopped answering: %d exchanges in a row failed (%s)", m.failures, kind)
+	}
+	if cause != "" && m.wedgeCause == "" {
+		m.wedgeCause = cause
 		m.metrics.setWedged(true)
-		m.log.Error("VF wedged", "consecutive_failures", m.failures, "err", err)
+		m.log.Error("VF wedged", "cause", cause, "err", m.lastErr)
 	}
 }
 
@@ -409,8 +608,8 @@ func (m *Mediator) succeeded() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.failures, m.lastErr = 0, nil
-	if m.wedged {
-		m.wedged = false
+	if m.wedgeCause != "" {
+		m.wedgeCause = ""
 		m.metrics.setWedged(false)
 		m.log.Info("VF recovered")
 	}

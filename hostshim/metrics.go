@@ -17,6 +17,17 @@ const (
 	// another user drove the VF's mailbox (doe.ErrForeignActivity)
 	KindForeignActivity = "foreign_activity"
 	KindBackend         = "backend" // any other backend failure (upstream down, ...)
+
+	KindMalformed      = "malformed"           // a frame or object that does not parse
+	KindUnknownCommand = "unknown_command"     // a socket command the shim does not know
+	KindWrongTransport = "wrong_transport"     // a NORMAL frame on a transport other than PCI_DOE
+	KindDisconnected   = "client_disconnected" // the client left during its exchange
+	// KindGuestDeviceError is a DOE Error the guest's own request caused:
+	// one abort cleared it, so it is the guest's failure, not the VF's.
+	KindGuestDeviceError = "guest_device_error"
+	// KindTooManyConnections: a connection over the listener's
+	// max_connections, refused at once (connections_refused_total).
+	KindTooManyConnections = "too_many_connections"
 )
 
 // Metrics are the shim's Prometheus metrics, shared by the Mediators of
@@ -29,6 +40,10 @@ type Metrics struct {
 	aborts      *prometheus.CounterVec   // vf
 	wedged      *prometheus.GaugeVec     // vf
 	connections *prometheus.GaugeVec     // vf
+	refusedConn *prometheus.CounterVec   // vf, reason
+	preempted   *prometheus.CounterVec   // vf
+	dropped     *prometheus.CounterVec   // vf
+	acceptPause *prometheus.GaugeVec     // vf
 }
 
 // NewMetrics creates the shim's metrics and registers them with reg (nil:
@@ -43,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"vf", "result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "devattest_shim_errors_total",
-			Help: "Exchanges refused or failed, by VF and kind (not_allowed, too_large, rate_limited, timeout, device_error, busy, abort_failed, foreign_activity, backend).",
+			Help: "Exchanges and frames refused or failed, by VF and kind (not_allowed, too_large, rate_limited, malformed, unknown_command, wrong_transport, client_disconnected, guest_device_error, timeout, device_error, busy, abort_failed, foreign_activity, backend).",
 		}, []string{"vf", "kind"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "devattest_shim_exchange_seconds",
@@ -66,9 +81,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "devattest_shim_connections",
 			Help: "Connections currently holding a VF's mailbox (0 or 1).",
 		}, []string{"vf"}),
+		refusedConn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "devattest_shim_connections_refused_total",
+			Help: "Connections refused at accept, by VF and reason (too_many_connections: over the listener's max_connections).",
+		}, []string{"vf", "reason"}),
+		preempted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "devattest_shim_preempted_total",
+			Help: "Connections that lost the VF's mailbox after holding it for max_hold while another waited.",
+		}, []string{"vf"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "devattest_shim_audit_dropped_total",
+			Help: "Audit lines dropped because a guest exceeded its audit lines per second (each window's drops are summed up in one line).",
+		}, []string{"vf"}),
+		acceptPause: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "devattest_shim_accept_paused",
+			Help: "1 while a listener cannot accept because the process is out of file descriptors (it retries with back-off).",
+		}, []string{"vf"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.exchanges, m.errors, m.seconds, m.busy, m.aborts, m.wedged, m.connections)
+		reg.MustRegister(m.exchanges, m.errors, m.seconds, m.busy, m.aborts, m.wedged, m.connections, m.refusedConn, m.preempted, m.dropped, m.acceptPause)
 	}
 	return m
 }
@@ -87,6 +118,10 @@ func (m *Metrics) ForgetVF(vf string) {
 	m.aborts.DeletePartialMatch(l)
 	m.wedged.DeletePartialMatch(l)
 	m.connections.DeletePartialMatch(l)
+	m.refusedConn.DeletePartialMatch(l)
+	m.preempted.DeletePartialMatch(l)
+	m.dropped.DeletePartialMatch(l)
+	m.acceptPause.DeletePartialMatch(l)
 }
 
 // vfMetrics are the series of one VF, resolved once so that an exchange
@@ -100,6 +135,9 @@ type vfMetrics struct {
 	aborts      prometheus.Counter
 	wedged      prometheus.Gauge
 	connections prometheus.Gauge
+	preempted   prometheus.Counter
+	dropped     prometheus.Counter
+	acceptPause prometheus.Gauge
 }
 
 func (m *Metrics) forVF(vf string) vfMetrics {
@@ -115,10 +153,14 @@ func (m *Metrics) forVF(vf string) vfMetrics {
 		aborts:      m.aborts.WithLabelValues(vf),
 		wedged:      m.wedged.WithLabelValues(vf),
 		connections: m.connections.WithLabelValues(vf),
+		preempted:   m.preempted.WithLabelValues(vf),
+		dropped:     m.dropped.WithLabelValues(vf),
+		acceptPause: m.acceptPause.WithLabelValues(vf),
 	}
 	// Start the series at zero so that dashboards see them before the
 	// first event.
 	v.wedged.Set(0)
+	v.acceptPause.Set(0)
 	return v
 }
 
@@ -169,5 +211,34 @@ func (v vfMetrics) setWedged(w bool) {
 func (v vfMetrics) addConnections(d float64) {
 	if v.connections != nil {
 		v.connections.Add(d)
+	}
+}
+
+func (v vfMetrics) incPreempted() {
+	if v.preempted != nil {
+		v.preempted.Inc()
+	}
+}
+
+func (v vfMetrics) incAuditDropped() {
+	if v.dropped != nil {
+		v.dropped.Inc()
+	}
+}
+
+func (v vfMetrics) refusedConnection(reason string) {
+	if v.m != nil {
+		v.m.refusedConn.WithLabelValues(v.vf, reason).Inc()
+	}
+}
+
+func (v vfMetrics) setAcceptPaused(p bool) {
+	if v.acceptPause == nil {
+		return
+	}
+	if p {
+		v.acceptPause.Set(1)
+	} else {
+		v.acceptPause.Set(0)
 	}
 }

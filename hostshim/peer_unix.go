@@ -3,23 +3,28 @@
 package hostshim
 
 import (
-	"errors"
 	"net"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // peerWatchInterval is how often a long exchange checks that its client
 // is still connected. Exchanges shorter than this never check.
 const peerWatchInterval = 20 * time.Millisecond
 
-// watchPeer calls gone once if conn's peer closes its end while an
-// exchange is in flight, so that the exchange can be aborted at once
-// instead of running to its deadline for nobody. It peeks at the socket
-// (MSG_PEEK: nothing is consumed; the doe.Server does not read while an
-// exchange is in flight); end of stream means the peer is gone, pending
-// bytes mean it is there. stop ends the watch and returns once no peek is
+// watchPeer calls gone once if conn's peer is gone while an exchange is
+// in flight, so that the exchange can be aborted at once instead of
+// running to its deadline for nobody. It polls the socket without
+// consuming anything (the doe.Server does not read while an exchange is
+// in flight): a hang-up or a socket error means the peer is gone. End of
+// stream alone does not: a client may send its request and shut down its
+// write side (shutdown(SHUT_WR)), and it still gets its answer. (A unix
+// peer that closes shows as a hang-up at once; a TCP peer that closes
+// looks like a half-close until the shim writes, so its exchange runs to
+// its deadline.) stop ends the watch and returns once no check is
 // running, before the server reads from conn again.
 func watchPeer(conn net.Conn, gone func()) (stop func()) {
 	sc, ok := conn.(syscall.Conn)
@@ -59,20 +64,18 @@ func watchPeer(conn net.Conn, gone func()) (stop func()) {
 	}
 }
 
-// peerClosed peeks one byte without waiting: 0 bytes and no error is end
-// of stream.
+// peerClosed polls the socket without waiting: a hang-up (both
+// directions shut, as when a unix peer closes) or a pending error (a TCP
+// reset) means the peer is gone.
 func peerClosed(raw syscall.RawConn) bool {
 	var closed bool
-	var buf [1]byte
-	_ = raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == nil && n == 0:
-			closed = true
-		case err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR):
-			closed = true // ECONNRESET and the like
+	_ = raw.Control(func(fd uintptr) {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		if err != nil || n == 0 {
+			return
 		}
-		return true // never wait for readiness
+		closed = p[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
 	})
 	return closed
 }

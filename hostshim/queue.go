@@ -115,6 +115,13 @@ func (l *fifoLock) releaseLocked() {
 	close(w.ready)
 }
 
+// waiting is how many connections wait for the lock.
+func (l *fifoLock) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.waiters)
+}
+
 // currentHolder names the holder ("" when free).
 func (l *fifoLock) currentHolder() string {
 	l.mu.Lock()

@@ -4,9 +4,9 @@ import (
 	"time"
 )
 
-// tokenBucket limits a connection's exchanges: it holds up to burst
-// tokens, gains rate tokens per second, and each exchange takes one. Not
-// safe for concurrent use; a connection does one exchange at a time.
+// tokenBucket limits a guest's frames: it holds up to burst tokens,
+// gains rate tokens per second, and each frame takes one. Not safe for
+// concurrent use; the Mediator guards its bucket with its mutex.
 type tokenBucket struct {
 	rate   float64 // tokens per second; <= 0 means unlimited
 	burst  float64

@@ -54,7 +54,7 @@ func run(args []string, stderr io.Writer) int {
 	fs := cli.NewFlagSet(prog, prog+" --config FILE\n       "+prog+" --listen ADDR --device socket:HOST:PORT|devsim|sysfs:BDF\n       "+prog+" check --config FILE [--json]")
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "run the daemon from this YAML configuration file (SIGHUP reloads it)")
-	listen := fs.String("listen", "", "development: address to serve one guest on: HOST:PORT or unix:PATH")
+	listen := fs.String("listen", "", "development: address to serve one guest on: HOST:PORT (loopback only) or unix:PATH")
 	device := fs.String("device", "", "development: the VF: socket:HOST:PORT (an spdm-emu-protocol responder), devsim (in-process emulated VF) or sysfs:BDF (real hardware)")
 	sysfsRoot := fs.String("sysfs-root", doe.SysfsRoot, "with --device sysfs:BDF: where PCI devices are listed")
 	maxObject := fs.Int("max-object", hostshim.DefaultMaxObjectSize, "with --listen: largest request object forwarded, in bytes")
@@ -163,7 +163,8 @@ func run(args []string, stderr io.Writer) int {
 }
 
 // flagConfig builds the one-listener configuration of the development
-// flags. Its TCP listener may be on any address, as the thin shim's was.
+// flags. Its TCP listener must be on loopback, like --metrics-listen; a
+// configuration file can serve another address with allow_non_loopback.
 func flagConfig(listen, device, sysfsRoot string, maxObject int, wait time.Duration, runDir, metricsListen, devsimCA string) (*hostshim.Config, error) {
 	switch {
 	case listen == "":
@@ -189,7 +190,7 @@ func flagConfig(listen, device, sysfsRoot string, maxObject int, wait time.Durat
 		}
 		lc.Listen.Unix = &hostshim.UnixListen{Path: abs}
 	} else {
-		lc.Listen.TCP = &hostshim.TCPListen{Address: address, AllowNonLoopback: true}
+		lc.Listen.TCP = &hostshim.TCPListen{Address: address}
 	}
 	kind, arg, _ := strings.Cut(device, ":")
 	switch kind {
