@@ -247,6 +247,11 @@ type TPMRule struct {
 	PCRs map[uint8]HexList `yaml:"pcrs"`
 }
 
+// deviceEventKinds are the device event kinds a guest reports (the
+// guest's Event constants, written again here because policy never
+// imports the guest).
+var deviceEventKinds = []string{"attested", "measurement changed", "failed", "session lost", "re-established"}
+
 // DefaultTPMPCR is the vTPM PCR that carries the boot binding.
 const DefaultTPMPCR = platform.DefaultTPMPCR
 
@@ -462,6 +467,11 @@ func (r *DeviceRule) check(key, dir string) error {
 		}
 		if pin.ChainSHA256 != nil && len(pin.ChainSHA256) != 32 {
 			return fmt.Errorf("%s.pin.chain_sha256: %d bytes, want 32", key, len(pin.ChainSHA256))
+		}
+	}
+	for j, e := range r.AllowEvents {
+		if !slices.Contains(deviceEventKinds, e) {
+			return fmt.Errorf("%s.allow_events[%d]: %q (want one of %s)", key, j, e, strings.Join(deviceEventKinds, ", "))
 		}
 	}
 	idx := map[uint8]bool{}

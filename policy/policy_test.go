@@ -76,6 +76,7 @@ func TestParseRefused(t *testing.T) {
 		{"short pin", rep("    trust_anchors", "    pin:\n      chain_sha256: abcd\n    trust_anchors"), "devices[0].pin.chain_sha256: 2 bytes"},
 		{"bad hex", rep("    trust_anchors", "    pin:\n      chain_sha256: xyz\n    trust_anchors"), "bad hex"},
 		{"index 0", rep("    trust_anchors", "    reference_measurements:\n      - index: 0\n        digest: aa\n    trust_anchors"), "devices[0].reference_measurements[0].index: 0 is reserved"},
+		{"unknown event kind", rep("    trust_anchors", "    allow_events: [reset]\n    trust_anchors"), "devices[0].allow_events[0]: \"reset\""},
 		{"index too large", rep("    trust_anchors", "    reference_measurements:\n      - index: 300\n        digest: aa\n    trust_anchors"), "cannot unmarshal"},
 		{"no digest", rep("    trust_anchors", "    reference_measurements:\n      - index: 1\n    trust_anchors"), "reference_measurements[0].digest: missing"},
 		{"repeated index", rep("    trust_anchors", "    reference_measurements:\n      - index: 1\n        digest: aa\n      - index: 1\n        digest: bb\n    trust_anchors"), "reference_measurements[1].index: 1 repeated"},

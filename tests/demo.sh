@@ -149,6 +149,7 @@ fi
 echo "   (refused, as it must be)"
 echo
 echo "== the guest enforcing device rules itself: policy init --devices-only, then policy: in its configuration"
+rm -rf "$out/guest-policy"
 mkdir -p "$out/guest-policy"
 rm -f "$out/guest-policy/devices.yaml"
 bin/devattest policy init --devices-only --from "$out/report.json" --out "$out/guest-policy/devices.yaml"
