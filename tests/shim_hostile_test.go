@@ -740,3 +740,66 @@ func TestHostileFDFlood(t *testing.T) {
 	}
 	shim.terminate(t)
 }
+
+// TestHostileSecondWriter (issue 15, items 11 and 12): another user of the
+// VF's mailbox (a guest reaching its DOE registers past the shim, or a
+// kernel driver) leaves a request answered in the read mailbox. The
+// shim's next exchange finds the Data Object Ready it did not cause,
+// aborts, refuses that one exchange as foreign activity attributed to
+// the listener's guest, and serves the next one; /healthz stays 200 and
+// guest B is not disturbed.
+func TestHostileSecondWriter(t *testing.T) {
+	e := startHostile(t, nil, "a", "b")
+	a := dialRaw(t, "unix", e.sock("a"))
+	if r, err := a.roundTrip(normalFrame(discovery0)); err != nil || r.Command != doe.CommandNormal {
+		t.Fatalf("first exchange: %v %v", r.Command, err)
+	}
+	vf := e.vf("a")
+	before := vf.Stats().Responses
+	req, err := doe.EncodeDiscoveryRequest(1, doe.DiscoveryVersion(devsim.DOEVersion)).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(req); i += 4 {
+		v := uint32(req[i]) | uint32(req[i+1])<<8 | uint32(req[i+2])<<16 | uint32(req[i+3])<<24
+		if err := vf.WriteConfig32(devsim.DOEOffset+doe.RegWriteMailbox, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vf.WriteConfig32(devsim.DOEOffset+doe.RegControl, doe.ControlGo); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); vf.Stats().Responses == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the second writer's request was not answered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r, err := a.roundTrip(normalFrame(discovery0))
+	if err != nil || r.Command == doe.CommandNormal || !strings.Contains(string(r.Payload), "foreign activity") {
+		t.Fatalf("exchange after the second writer: %v %q %v, want a refusal naming foreign activity", r.Command, r.Payload, err)
+	}
+	if r, err := a.roundTrip(normalFrame(discovery0)); err != nil || r.Command != doe.CommandNormal {
+		t.Fatalf("the exchange after the abort: %v %v", r.Command, err)
+	}
+	b := dialRaw(t, "unix", e.sock("b"))
+	if r, err := b.roundTrip(normalFrame(discovery0)); err != nil || r.Command != doe.CommandNormal {
+		t.Fatalf("guest B: %v %v", r.Command, err)
+	}
+	addr := e.shim.MetricsAddr().String()
+	if code, body := healthz(t, addr); code != 200 {
+		t.Errorf("/healthz after foreign activity = %d %q, want 200", code, body)
+	}
+	if v := scrape(t, addr, `devattest_shim_errors_total{kind="foreign_activity",vf="devsim:a"}`); v != 1 {
+		t.Errorf("errors_total{kind=foreign_activity} = %v, want 1", v)
+	}
+	found := false
+	for l := range strings.Lines(e.log.String()) {
+		if strings.Contains(l, `"foreign activity on the mailbox"`) {
+			found = strings.Contains(l, `"guest":"guest-a"`) && strings.Contains(l, `"vf":"devsim:a"`)
+		}
+	}
+	if !found {
+		t.Errorf("no foreign-activity audit line naming guest-a and its VF:\n%s", e.log.String())
+	}
+}
