@@ -116,6 +116,8 @@ func editBody(t *testing.T, f func(m map[string]any)) []byte {
 	return withBody(t, string(body))
 }
 
+// withBody is the sample report with its body replaced by body (as a
+// report author may write any body).
 func withBody(t *testing.T, body string) []byte {
 	t.Helper()
 	r := sampleReport(t)

@@ -10,19 +10,6 @@ import (
 	"time"
 )
 
-// hostileReport wraps body (a body's JSON) in a container and pads the
-// body with filler up to about size bytes.
-func hostileReport(t *testing.T, body string) []byte {
-	t.Helper()
-	r := sampleReport(t)
-	r.Body = []byte(body)
-	b, err := Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func repeatTo(prefix, unit, suffix string, size int) string {
 	n := (size - len(prefix) - len(suffix)) / len(unit)
 	return prefix + strings.Repeat(unit, n) + suffix
@@ -35,15 +22,15 @@ func repeatTo(prefix, unit, suffix string, size int) string {
 func TestHostileReportsBounded(t *testing.T) {
 	const size = MaxReportSize - 4096
 	cases := map[string][]byte{
-		"devices flood":   hostileReport(t, repeatTo(`{"nonce":"00","devices":[`, `{},`, `{}]}`, size)),
-		"blocks flood":    hostileReport(t, repeatTo(`{"nonce":"00","devices":[{"measurements":{"blocks":[`, `{},`, `{}]}}]}`, size)),
-		"events flood":    hostileReport(t, repeatTo(`{"nonce":"00","devices":[{"events":[`, `{},`, `{}]}]}`, size)),
-		"boot flood":      hostileReport(t, repeatTo(`{"nonce":"00","boot":{"devices":[`, `{},`, `{}]}}`, size)),
-		"protocols flood": hostileReport(t, repeatTo(`{"nonce":"00","devices":[{"protocols":[`, `"a",`, `"a"]}]}`, size*2/3)),
-		"deep nesting":    hostileReport(t, repeatTo(`{"x":`, `{"a":`, ``, size*5/7)),
-		"many keys":       hostileReport(t, repeatTo(`{`, `"k":1,`, `"k":1}`, size*6/8)),
+		"devices flood":   withBody(t, repeatTo(`{"nonce":"00","devices":[`, `{},`, `{}]}`, size)),
+		"blocks flood":    withBody(t, repeatTo(`{"nonce":"00","devices":[{"measurements":{"blocks":[`, `{},`, `{}]}}]}`, size)),
+		"events flood":    withBody(t, repeatTo(`{"nonce":"00","devices":[{"events":[`, `{},`, `{}]}]}`, size)),
+		"boot flood":      withBody(t, repeatTo(`{"nonce":"00","boot":{"devices":[`, `{},`, `{}]}}`, size)),
+		"protocols flood": withBody(t, repeatTo(`{"nonce":"00","devices":[{"protocols":[`, `"a",`, `"a"]}]}`, size*2/3)),
+		"deep nesting":    withBody(t, repeatTo(`{"x":`, `{"a":`, ``, size*5/7)),
+		"many keys":       withBody(t, repeatTo(`{`, `"k":1,`, `"k":1}`, size*6/8)),
 		"container array": []byte(repeatTo(`{"version":"devattest-report/2","body":[`, `0,`, `0]}`, size)),
-		"huge hex field":  hostileReport(t, repeatTo(`{"nonce":"`, `00`, `","created":"2026-01-01T00:00:00Z","platform":"snp","boot_binding":"none","devices":[]}`, size)),
+		"huge hex field":  withBody(t, repeatTo(`{"nonce":"`, `00`, `","created":"2026-01-01T00:00:00Z","platform":"snp","boot_binding":"none","devices":[]}`, size)),
 		"padding":         append(bytes.Repeat([]byte(" "), MaxReportSize), '{', '}'),
 	}
 	for name, in := range cases {
