@@ -13,11 +13,18 @@ PKGS      := ./...
 all: build
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/devattest ./cmd/devattest-shim ./cmd/devattest-guest
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/devattest ./cmd/devattest-shim ./cmd/devattest-guest
 
+# Every package's result, the output of each failed test, then each
+# skipped test with its reason (tests/testsum), and a count line. The
+# raw events stay in out/test.json.
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 $(PKGS)
+	@mkdir -p out
+	@$(GO) build -o out/testsum ./tests/testsum
+	@$(GO) test -race -count=1 -json $(PKGS) > out/test.json 2>&1; status=$$?; \
+	  out/testsum < out/test.json; sum=$$?; \
+	  if [ $$status -ne 0 ]; then exit $$status; fi; exit $$sum
 
 # The QEMU test alone: Linux with a CXL type-3 device, the DOE driver and
 # the shim's sysfs backend against QEMU's DOE model and the kernel's
@@ -29,7 +36,9 @@ test-vm: vm-kernel
 vm-kernel:
 	./tests/vm/fetch-kernel.sh
 
-demo: build
+demo:
+	@echo "== building bin/devattest, bin/devattest-shim and bin/devattest-guest (a first build fetches modules and compiles them: a minute or more)"
+	@$(MAKE) --no-print-directory build
 	./tests/demo.sh
 
 # Every Go benchmark, then one summary of the ratios that benchmarks

@@ -97,6 +97,10 @@ func ReadFrame(r io.Reader, maxPayload int) (Frame, error) {
 		Transport: binary.BigEndian.Uint32(h[4:]),
 	}
 	size := binary.BigEndian.Uint32(h[8:])
+	if printable(h[:]) {
+		// "HTTP/1.1 400", "SSH-2.0-Open": a text protocol, not the framing.
+		return Frame{}, fmt.Errorf("%w: the peer does not speak the DOE socket framing (it sent %q)", ErrMalformed, h[:])
+	}
 	if uint64(size) > uint64(maxPayload) {
 		return Frame{}, fmt.Errorf("%w: frame payload size %d exceeds the bound of %d", ErrTooLarge, size, maxPayload)
 	}
@@ -108,6 +112,18 @@ func ReadFrame(r io.Reader, maxPayload int) (Frame, error) {
 		return Frame{}, fmt.Errorf("%w: truncated frame payload (%d bytes announced): %w", ErrMalformed, size, err)
 	}
 	return f, nil
+}
+
+// printable reports whether a frame header is all printable ASCII text,
+// which no frame header is: the commands and transport types have zero
+// high bytes.
+func printable(h []byte) bool {
+	for _, c := range h {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // DecodeFrame parses exactly one frame from b (used by the fuzz target and

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/devattest/devattest/doe"
@@ -248,3 +249,13 @@ func TestWriteFrameSingleWrite(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+
+// TestReadFrameNamesATextPeer: a peer that answers in a text protocol
+// (an HTTP server on the port) is named as not speaking the framing,
+// instead of as a frame of 540291120 bytes.
+func TestReadFrameNamesATextPeer(t *testing.T) {
+	_, err := doe.ReadFrame(strings.NewReader("HTTP/1.1 400 Bad Request\r\n\r\n"), doe.MaxFramePayload)
+	if !errors.Is(err, doe.ErrMalformed) || !strings.Contains(err.Error(), "does not speak the DOE socket framing") || !strings.Contains(err.Error(), "HTTP/1.1 400") {
+		t.Fatalf("ReadFrame = %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/doe/yamlerr"
 	"github.com/devattest/devattest/policy"
 	"github.com/devattest/devattest/secchan"
 )
@@ -116,7 +117,7 @@ func ParseConfig(b []byte, dir string) (*Config, error) {
 	dec.KnownFields(true)
 	var c Config
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %s", ErrConfig, yamlerr.Explain(b, err))
 	}
 	if c.Platform == "" {
 		c.Platform = "auto"
@@ -179,7 +180,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	c, err := ParseConfig(b, filepath.Dir(path))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if c.Policy != "" {
 		if err := c.LoadPolicy(); err != nil {

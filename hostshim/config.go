@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/doe/yamlerr"
 )
 
 // Defaults of the configuration file.
@@ -267,7 +268,7 @@ func ParseConfig(b []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: the file is empty", ErrConfig)
 		}
-		return nil, fmt.Errorf("%w: %s", ErrConfig, explainYAML(b, err))
+		return nil, fmt.Errorf("%w: %s", ErrConfig, yamlerr.Explain(b, err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -277,77 +278,6 @@ func ParseConfig(b []byte) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
-}
-
-// explainYAML rewrites yaml's errors for a person: "field x not found in
-// type hostshim.ListenerConfig" becomes "unknown key "x" in listeners[0]",
-// and each error names the key on its line.
-func explainYAML(doc []byte, err error) string {
-	keys := keysByLine(doc)
-	var lines []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		lines = te.Errors
-	} else {
-		lines = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	}
-	for i, l := range lines {
-		var line int
-		if _, serr := fmt.Sscanf(l, "line %d:", &line); serr == nil {
-			msg := strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-			if f, ok := strings.CutPrefix(msg, "field "); ok {
-				if name, _, ok := strings.Cut(f, " not found in type"); ok {
-					msg = fmt.Sprintf("unknown key %q", name)
-				}
-			}
-			if k, ok := keys[line]; ok {
-				l = fmt.Sprintf("line %d: %s: %s", line, k, msg)
-			} else {
-				l = fmt.Sprintf("line %d: %s", line, msg)
-			}
-		}
-		lines[i] = l
-	}
-	return strings.Join(lines, "; ")
-}
-
-// keysByLine maps each line that holds a key to the key's path
-// (listeners[0].vf.bdf).
-func keysByLine(doc []byte) map[int]string {
-	out := make(map[int]string)
-	var root yaml.Node
-	if yaml.Unmarshal(doc, &root) != nil {
-		return out
-	}
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := k.Value
-				if path != "" {
-					p = path + "." + k.Value
-				}
-				out[k.Line] = p
-				walk(v, p)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				if _, taken := out[c.Line]; !taken {
-					out[c.Line] = p
-				}
-				walk(c, p)
-			}
-		}
-	}
-	walk(&root, "")
-	return out
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)

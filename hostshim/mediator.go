@@ -373,7 +373,7 @@ func (c *connection) release() {
 	}
 	m.mu.Unlock()
 	m.metrics.addConnections(-1)
-	m.audit.event(slog.LevelInfo, "connection released mailbox", "client", c.name, "duration", time.Since(c.opened), "exchanges", c.exchanges)
+	m.audit.event(slog.LevelInfo, "connection released mailbox", "client", c.name, "duration_ms", ms(time.Since(c.opened)), "exchanges", c.exchanges)
 	m.lock.release()
 }
 
@@ -445,11 +445,11 @@ func (c *connection) Exchange(ctx context.Context, req doe.Object) (doe.Object, 
 	if err == nil {
 		m.succeeded()
 		m.metrics.success(d.Seconds())
-		m.audit.event(slog.LevelInfo, "exchange", append(args, "result", "ok", "response_bytes", resp.Size(), "duration", d)...)
+		m.audit.event(slog.LevelInfo, "exchange", append(args, "result", "ok", "response_bytes", resp.Size(), "duration_ms", ms(d))...)
 		return resp, nil
 	}
 	kind := errorKind(err)
-	args = append(args, "duration", d, "err", err)
+	args = append(args, "duration_ms", ms(d), "err", err)
 	switch {
 	case left:
 		// Not the device's fault: no failure is counted. The driver has
@@ -629,3 +629,7 @@ func guestError(err error) error {
 	}
 	return errors.New("device exchange failed: the device is unreachable")
 }
+
+// ms is a duration for the audit log, in milliseconds: slog would write a
+// time.Duration as bare nanoseconds.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

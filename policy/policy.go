@@ -24,6 +24,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/devattest/devattest/doe/yamlerr"
 	"github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
 )
@@ -353,7 +354,11 @@ func Load(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
-	return Parse(b, filepath.Dir(path))
+	p, err := Parse(b, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
 }
 
 // Parse parses and checks a policy; files it names are relative to dir.
@@ -377,7 +382,7 @@ func parse(b []byte, dir string, devicesOnly bool) (*Policy, error) {
 	dec.KnownFields(true)
 	var p Policy
 	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
+		return nil, fmt.Errorf("%w: %s", ErrPolicy, yamlerr.Explain(b, err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {

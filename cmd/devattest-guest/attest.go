@@ -3,16 +3,14 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
-	"github.com/devattest/devattest/guest/platform"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/devattest/devattest/guest/platform"
 
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/evidence"
@@ -29,19 +27,19 @@ func runAttest(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 2*time.Minute, "deadline for the whole attestation")
 	rootsOut := fs.String("platform-roots-out", "", "fake platforms only: write the fake's signing roots to this directory (snp-ark.der, snp-ask.der or tdx-root.der), so the report can be verified offline")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ParseStatus(err)
 	}
-	if *cfgPath == "" || fs.NArg() != 0 || *timeout <= 0 {
-		fs.Usage()
-		return 2
+	switch {
+	case *cfgPath == "":
+		return cli.UsageError(stderr, prog, "--config FILE is required")
+	case fs.NArg() != 0:
+		return cli.UsageError(stderr, prog, "unexpected arguments %q", fs.Args())
+	case *timeout <= 0:
+		return cli.UsageError(stderr, prog, "--timeout must be positive")
 	}
 	nonce, err := ownerNonce(*nonceHex)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: --nonce: %v\n", prog, err)
-		return 2
+		return cli.UsageError(stderr, prog, "%v", err)
 	}
 	cfg, err := guest.LoadConfig(*cfgPath)
 	if err != nil {
@@ -73,7 +71,9 @@ func runAttest(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return cli.Fail(stderr, prog, fmt.Errorf("writing the report: %w", err))
 			}
-			fmt.Fprintf(stdout, "report written to %s\n", *out)
+			fmt.Fprintf(stdout, "report written to %s (%d bytes)\n", *out, len(b))
+		} else {
+			fmt.Fprintf(stderr, "%s: the report was not kept: give --out FILE to write it\n", prog)
 		}
 	}
 	if attErr != nil {
@@ -88,12 +88,12 @@ func ownerNonce(h string) ([]byte, error) {
 		_, err := rand.Read(b)
 		return b, err
 	}
-	b, err := hex.DecodeString(h)
+	b, err := cli.DecodeHex("--nonce", h)
 	if err != nil {
 		return nil, err
 	}
-	if len(b) == 0 || len(b) > evidence.MaxNonceSize {
-		return nil, fmt.Errorf("want 1 to %d bytes, got %d", evidence.MaxNonceSize, len(b))
+	if len(b) > evidence.MaxNonceSize {
+		return nil, fmt.Errorf("--nonce: want 1 to %d bytes, got %d", evidence.MaxNonceSize, len(b))
 	}
 	return b, nil
 }

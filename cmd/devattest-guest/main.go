@@ -13,8 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -41,6 +39,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if cli.IsVersion(args) {
+		fmt.Fprintln(stdout, cli.Version("devattest-guest"))
+		return 0
+	}
 	switch args[0] {
 	case "attest":
 		return runAttest(args[1:], stdout, stderr)
@@ -63,14 +65,15 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 	shim := fs.String("shim", "", "the shim's address for this VF: HOST:PORT or unix:PATH")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline for the whole walk")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ParseStatus(err)
 	}
-	if *shim == "" || fs.NArg() != 0 || *timeout <= 0 {
-		fs.Usage()
-		return 2
+	switch {
+	case *shim == "":
+		return cli.UsageError(stderr, prog, "--shim ADDR is required")
+	case fs.NArg() != 0:
+		return cli.UsageError(stderr, prog, "unexpected arguments %q", fs.Args())
+	case *timeout <= 0:
+		return cli.UsageError(stderr, prog, "--timeout must be positive")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,26 +22,24 @@ import (
 // SIGTERM or SIGINT.
 func runServe(args []string, _, stderr io.Writer) int {
 	const prog = "devattest-guest serve"
-	fs := cli.NewFlagSet(prog, prog+" --config FILE")
+	fs := cli.NewFlagSet(prog, prog+" --config FILE [--boot-report FILE] [--log-level LEVEL]")
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "the guest configuration (YAML)")
-	debug := fs.Bool("debug", false, "log at debug level")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	bootReport := fs.String("boot-report", "", "the report the one-shot attest wrote earlier in this boot: its boot binding is taken over instead of extending the runtime register again")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ParseStatus(err)
 	}
-	if *cfgPath == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return 2
+	switch {
+	case *cfgPath == "":
+		return cli.UsageError(stderr, prog, "--config FILE is required")
+	case fs.NArg() != 0:
+		return cli.UsageError(stderr, prog, "unexpected arguments %q", fs.Args())
 	}
-	level := slog.LevelInfo
-	if *debug {
-		level = slog.LevelDebug
+	log, err := cli.Logger(stderr, *logLevel)
+	if err != nil {
+		return cli.UsageError(stderr, prog, "%v", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg, err := guest.LoadConfig(*cfgPath)
 	if err != nil {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -23,18 +21,13 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	sys := fs.String("sys", "/sys", "where sysfs is mounted (kernel lockdown, TSMs); the VFs are under the configuration's sysfs_root")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ParseStatus(err)
 	}
 	if fs.NArg() != 0 {
-		cli.Fail(stderr, name, fmt.Errorf("unexpected arguments %q", fs.Args()))
-		return 2
+		return cli.UsageError(stderr, name, "unexpected arguments %q", fs.Args())
 	}
 	if *config == "" {
-		cli.Fail(stderr, name, errors.New("--config is required"))
-		return 2
+		return cli.UsageError(stderr, name, "--config FILE is required")
 	}
 	cfg, err := hostshim.LoadConfig(*config)
 	if err != nil {

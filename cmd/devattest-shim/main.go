@@ -42,6 +42,10 @@ import (
 )
 
 func main() {
+	if cli.IsVersion(os.Args[1:]) {
+		fmt.Println(cli.Version(prog))
+		os.Exit(0)
+	}
 	if len(os.Args) > 1 && os.Args[1] == "check" {
 		os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr))
 	}
@@ -64,15 +68,12 @@ func run(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info; overrides log_level of --config)")
 	devsimCA := fs.String("devsim-ca-out", "", "with --device devsim: write the emulated VF's root certificate here (DER, or PEM if FILE ends in .pem)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ParseStatus(err)
 	}
 	set := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if fs.NArg() != 0 {
-		return cli.Fail(stderr, prog, fmt.Errorf("unexpected arguments %q", fs.Args()))
+		return cli.UsageError(stderr, prog, "unexpected arguments %q", fs.Args())
 	}
 
 	var cfg *hostshim.Config

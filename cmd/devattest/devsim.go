@@ -5,8 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,18 +29,15 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	cdat := fs.Bool("cdat", false, "also serve a CDAT (CXL Table Access, 1e98:02), as a CXL memory device does")
 	keyFile := fs.String("key", "", "the leaf's private key for --cert-chain, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ParseStatus(err)
 	}
 	switch {
 	case fs.NArg() != 0:
-		return cli.Fail(stderr, prog, errors.New("unexpected arguments after the flags"))
+		return cli.UsageError(stderr, prog, "unexpected arguments after the flags")
 	case *delay < 0 || *delay > 10*time.Second:
-		return cli.Fail(stderr, prog, errors.New("--delay must be between 0 and 10s"))
+		return cli.UsageError(stderr, prog, "--delay must be between 0 and 10s")
 	case (*chainFile == "") != (*keyFile == ""):
-		return cli.Fail(stderr, prog, errors.New("--cert-chain and --key go together"))
+		return cli.UsageError(stderr, prog, "--cert-chain and --key go together")
 	}
 	log, err := cli.Logger(stderr, *logLevel)
 	if err != nil {

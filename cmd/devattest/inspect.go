@@ -26,11 +26,10 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 	nonceHex := fs.String("nonce", "", "with --policy: the nonce the report must answer, in hex")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return 2
+		return cli.ParseStatus(err)
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return 2
+		return cli.UsageError(stderr, "devattest inspect", "give one REPORT")
 	}
 	b, err := readReportBytes(pos[0])
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/devattest/devattest/cmd/internal/cli"
 )
 
 const usage = `usage: devattest <command> [flags]
@@ -19,7 +21,7 @@ commands:
   policy   write a starting policy from a report: devattest policy init --from REPORT --out FILE
   relay    stand in for a hostile host between guest and shim: devattest relay --listen ADDR --upstream ADDR --mode MODE
 
-Run "devattest <command> -h" for a command's flags.
+Run "devattest <command> -h" for a command's flags, "devattest --version" for the version.
 `
 
 func main() {
@@ -30,6 +32,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
+	}
+	if cli.IsVersion(args) {
+		fmt.Fprintln(stdout, cli.Version("devattest"))
+		return 0
 	}
 	switch args[0] {
 	case "devsim":

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -76,33 +75,30 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	hintNUL := fs.Bool("psk-hint-nul", false, "append a NUL byte to --psk-hint, as libspdm's sample hint has")
 	fs.StringVar(&pf.end, "end", "shutdown", "how to end the connection: shutdown (SHUTDOWN; libspdm's spdm_responder_emu then exits) or continue (CONTINUE; it keeps serving)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ParseStatus(err)
 	}
 	const prog = "devattest probe"
 	switch {
 	case fs.NArg() != 0:
-		return cli.Fail(stderr, prog, fmt.Errorf("unexpected arguments %q", fs.Args()))
+		return cli.UsageError(stderr, prog, "unexpected arguments %q", fs.Args())
 	case btoi(pf.discovery)+btoi(pf.cdat)+btoi(pf.raw != "")+btoi(pf.trustAnchor != "") != 1:
-		return cli.Fail(stderr, prog, errors.New("give exactly one of --discovery, --cdat, --raw HEX or --trust-anchor FILE"))
+		return cli.UsageError(stderr, prog, "give exactly one of --discovery, --cdat, --raw HEX or --trust-anchor FILE")
 	case *slot > 7:
-		return cli.Fail(stderr, prog, errors.New("--slot must be 0 to 7"))
+		return cli.UsageError(stderr, prog, "--slot must be 0 to 7")
 	case pf.discoveryVer > 255:
-		return cli.Fail(stderr, prog, errors.New("--discovery-version must fit in a byte"))
+		return cli.UsageError(stderr, prog, "--discovery-version must fit in a byte")
 	case pf.timeout <= 0:
-		return cli.Fail(stderr, prog, errors.New("--timeout must be positive"))
+		return cli.UsageError(stderr, prog, "--timeout must be positive")
 	case pf.end != "shutdown" && pf.end != "continue":
-		return cli.Fail(stderr, prog, fmt.Errorf("--end %q: want shutdown or continue", pf.end))
+		return cli.UsageError(stderr, prog, "--end %q: want shutdown or continue", pf.end)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pf.timeout)
 	defer cancel()
 	pf.slot = uint8(*slot)
 	if *pskHex != "" {
-		k, err := hex.DecodeString(*pskHex)
-		if err != nil || len(k) == 0 {
-			return cli.Fail(stderr, prog, fmt.Errorf("--psk: want hex bytes: %v", err))
+		k, err := cli.DecodeHex("--psk", *pskHex)
+		if err != nil {
+			return cli.UsageError(stderr, prog, "%v", err)
 		}
 		pf.psk = k
 	}
@@ -182,9 +178,9 @@ func endConn(c *doe.SocketClient, end string) {
 
 func probeRaw(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int {
 	const prog = "devattest probe"
-	b, err := hex.DecodeString(strings.Join(strings.Fields(pf.raw), ""))
+	b, err := cli.DecodeHex("--raw", strings.Join(strings.Fields(pf.raw), ""))
 	if err != nil {
-		return cli.Fail(stderr, prog, fmt.Errorf("--raw: %w", err))
+		return cli.UsageError(stderr, prog, "%v", err)
 	}
 	req, err := doe.Decode(b)
 	if err != nil {

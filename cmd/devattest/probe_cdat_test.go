@@ -44,7 +44,7 @@ func TestProbeCDAT(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "CDAT entry 0") {
 		t.Errorf("probe --cdat on a VF without CDAT: exit %d\n%s", code, errOut)
 	}
-	if code, _, errOut := runCmd("probe", "--connect", addr, "--cdat", "--discovery"); code != 1 || !strings.Contains(errOut, "exactly one of") {
+	if code, _, errOut := runCmd("probe", "--connect", addr, "--cdat", "--discovery"); code != 2 || !strings.Contains(errOut, "exactly one of") {
 		t.Errorf("--cdat with --discovery: exit %d\n%s", code, errOut)
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"io"
 
 	"github.com/devattest/devattest/cmd/internal/cli"
@@ -22,20 +20,17 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 0, "bound on dialing upstream, each write and each wait for the device (default 10s)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ParseStatus(err)
 	}
 	switch {
 	case fs.NArg() != 0:
-		return cli.Fail(stderr, prog, errors.New("unexpected arguments after the flags"))
+		return cli.UsageError(stderr, prog, "unexpected arguments after the flags")
 	case *listen == "":
-		return cli.Fail(stderr, prog, errors.New("--listen is required"))
+		return cli.UsageError(stderr, prog, "--listen is required")
 	case *upstream == "":
-		return cli.Fail(stderr, prog, errors.New("--upstream is required"))
+		return cli.UsageError(stderr, prog, "--upstream is required")
 	case *timeout < 0:
-		return cli.Fail(stderr, prog, errors.New("--timeout must not be negative"))
+		return cli.UsageError(stderr, prog, "--timeout must not be negative")
 	}
 	if _, _, err := doe.ParseAddr(*upstream); err != nil {
 		return cli.Fail(stderr, prog, err)

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/devattest/devattest/cmd/internal/cli"
@@ -57,16 +55,25 @@ func readReport(path string) (*evidence.Report, error) {
 	return evidence.Unmarshal(b)
 }
 
+// failJSON reports err as {"ok": false, "error": ...} for --json.
+func failJSON(stdout, stderr io.Writer, err error) int {
+	b, merr := json.Marshal(struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}{false, err.Error()})
+	if merr != nil {
+		return cli.Fail(stderr, "devattest verify", err)
+	}
+	fmt.Fprintf(stdout, "%s\n", b)
+	return cli.ExitFailure
+}
+
 // parseNonce reads --nonce: empty gives nil (freshness then fails).
 func parseNonce(s string) ([]byte, error) {
 	if s == "" {
 		return nil, nil
 	}
-	nonce, err := hex.DecodeString(strings.TrimSpace(s))
-	if err != nil || len(nonce) == 0 {
-		return nil, fmt.Errorf("--nonce: %q is not a hex string", s)
-	}
-	return nonce, nil
+	return cli.DecodeHex("--nonce", s)
 }
 
 func runVerify(args []string, stdout, stderr io.Writer) int {
@@ -77,18 +84,26 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
-		return 2
+		return cli.ParseStatus(err)
 	}
-	if len(pos) != 1 || *policyPath == "" {
-		fs.Usage()
-		return 2
+	switch {
+	case len(pos) == 0:
+		return cli.UsageError(stderr, "devattest verify", "which report? give REPORT")
+	case len(pos) > 1:
+		return cli.UsageError(stderr, "devattest verify", "one REPORT at a time, got %q", pos)
+	case *policyPath == "":
+		return cli.UsageError(stderr, "devattest verify", "--policy FILE is required")
 	}
 	nonce, err := parseNonce(*nonceHex)
 	if err != nil {
-		return cli.Fail(stderr, "devattest verify", err)
+		return cli.UsageError(stderr, "devattest verify", "%v", err)
 	}
 	p, err := policy.Load(*policyPath)
 	if err != nil {
+		if *asJSON {
+			// A tool reading --json output gets JSON, failures included.
+			return failJSON(stdout, stderr, err)
+		}
 		return cli.Fail(stderr, "devattest verify", err)
 	}
 	var v policy.Verdict
@@ -143,8 +158,15 @@ func printVerdict(w io.Writer, v policy.Verdict) {
 
 func runPolicy(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
-		return 2
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintln(stdout, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
+			return cli.ExitOK
+		}
+		what := "missing"
+		if len(args) > 0 {
+			what = fmt.Sprintf("%q is not one", args[0])
+		}
+		return cli.UsageError(stderr, "devattest policy", "the subcommand is %s: the only one is init", what)
 	}
 	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
 	fs.SetOutput(stderr)
@@ -158,11 +180,15 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.devicesOnly, "devices-only", false, "write only the device rules: the guest's own policy (devattest-guest's policy:), without platform block or guest policy digest")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
-		return 2
+		return cli.ParseStatus(err)
 	}
-	if len(pos) != 0 || *from == "" || *out == "" {
-		fs.Usage()
-		return 2
+	switch {
+	case len(pos) != 0:
+		return cli.UsageError(stderr, "devattest policy init", "unexpected arguments %q", pos)
+	case *from == "":
+		return cli.UsageError(stderr, "devattest policy init", "--from REPORT is required")
+	case *out == "":
+		return cli.UsageError(stderr, "devattest policy init", "--out FILE is required")
 	}
 	rep, err := readReport(*from)
 	if err != nil {
