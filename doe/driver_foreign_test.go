@@ -161,10 +161,14 @@ func TestDriverBusyClearingToIdleIsNotForeign(t *testing.T) {
 
 // A second writer drives the registers of the same function concurrently
 // with the driver's exchanges, bounded in count. Whatever interleaving
-// happens, every answer the driver returns is the answer to its own
-// request (the foreign requests are of another protocol), every failure is
-// of a DOE-level kind, interference is detected as foreign activity, and
-// once the writer stops the mailbox recovers within two exchanges.
+// happens, every answer the driver returns is of its request's protocol
+// (the foreign requests are of another), every failure is of a DOE-level
+// kind, interference is detected as foreign activity, and once the writer
+// stops the mailbox recovers within two exchanges. The content of an
+// answer is not vouched for: foreign DWs written between the driver's own
+// can garble a request the device still accepts (the echo device then
+// echoes the garbled object), which DOE cannot see; SPDM's signatures and
+// the secure session's AEAD are what catch it.
 func TestDriverSecondWriterConcurrently(t *testing.T) {
 	const exchanges, foreignRequests = 300, 300
 	f := newEchoFunction(t)
@@ -196,10 +200,14 @@ func TestDriverSecondWriterConcurrently(t *testing.T) {
 		cancel()
 		switch {
 		case err == nil:
-			if resp.Protocol() != echoProtocol || !bytes.Equal(resp.Payload, req.Payload) {
-				t.Fatalf("exchange %d returned an answer that is not to its request: %v % x", i, resp.Protocol(), resp.Payload)
+			if resp.Protocol() != echoProtocol {
+				t.Fatalf("exchange %d returned an answer of another protocol: %v % x", i, resp.Protocol(), resp.Payload)
 			}
-			counts["ok"]++
+			if bytes.Equal(resp.Payload, req.Payload) {
+				counts["ok"]++
+			} else {
+				counts["garbled"]++ // interleaved DWs the device accepted
+			}
 		case errors.Is(err, doe.ErrAbortFailed):
 			t.Fatalf("exchange %d: an abort failed on a device that honours aborts: %v", i, err)
 		case errors.Is(err, doe.ErrForeignActivity):

@@ -57,7 +57,7 @@ func (p Protocol) Name() string {
 	case ProtocolCDAT:
 		return "CXL Table Access"
 	}
-	return fmt.Sprintf("vendor 0x%04x type %d", p.Vendor, p.Type)
+	return "unknown protocol"
 }
 
 func (p Protocol) String() string {

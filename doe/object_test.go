@@ -275,8 +275,8 @@ func TestProtocolNames(t *testing.T) {
 		doe.ProtocolCMA:                  "CMA/SPDM",
 		doe.ProtocolSecuredCMA:           "Secured CMA/SPDM",
 		doe.ProtocolCDAT:                 "CXL Table Access",
-		{Vendor: 0x1234, Type: 7}:        "vendor 0x1234 type 7",
-		{Vendor: doe.VendorCXL, Type: 0}: "vendor 0x1e98 type 0",
+		{Vendor: 0x1234, Type: 7}:        "unknown protocol",
+		{Vendor: doe.VendorCXL, Type: 0}: "unknown protocol",
 	} {
 		if got := p.Name(); got != want {
 			t.Errorf("%#v.Name() = %q, want %q", p, got, want)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest/platform"
+	"github.com/devattest/devattest/secchan"
 )
 
 // Report nonce bounds for the daemon's API.
@@ -411,8 +412,8 @@ func (s *Service) measureLocked(ctx context.Context, d *device, ownerNonce []byt
 		return s.failed(d, step, err, started)
 	}
 	if hadSession {
-		s.log.Info("device session re-established", "device", d.cfg.Label, "session", fmt.Sprintf("0x%08x", d.base.Session.ID))
-		d.record(Event{Kind: EventReestablished, Message: fmt.Sprintf("new session 0x%08x", d.base.Session.ID)})
+		s.log.Info("device session re-established", "device", d.cfg.Label, "session", secchan.FormatSessionID(d.base.Session.ID))
+		d.record(Event{Kind: EventReestablished, Message: "new session " + secchan.FormatSessionID(d.base.Session.ID)})
 	}
 	return s.measured(ctx, d, m, started, ownerNonce)
 }
@@ -505,7 +506,7 @@ func (s *Service) succeeded(d *device, ev evidence.Device) evidence.Device {
 	d.mu.Unlock()
 	if first || !wasOK {
 		s.log.Info("device attested", "device", d.cfg.Label, "blocks", len(m.Blocks))
-		d.record(Event{Kind: EventAttested, Message: fmt.Sprintf("%d signed measurement blocks in session 0x%08x", len(m.Blocks), ev.Session.ID)})
+		d.record(Event{Kind: EventAttested, Message: fmt.Sprintf("%d signed measurement blocks in session %s", len(m.Blocks), secchan.FormatSessionID(ev.Session.ID))})
 	}
 	return ev
 }

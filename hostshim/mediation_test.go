@@ -296,8 +296,12 @@ func TestMediatorWedgedAndRecovered(t *testing.T) {
 	if n := s.countLog(`"msg":"VF wedged"`); n != 1 {
 		t.Errorf("audit log has %d \"VF wedged\" lines, want 1:\n%s", n, s.audit)
 	}
-	if got := metricValue(t, reg, "devattest_shim_aborts_total", map[string]string{"vf": "devsim"}); got != 3 {
-		t.Errorf("aborts_total = %v, want 3 (one recovery per failure)", got)
+	// The driver aborts within each exchange's deadline; the shim's own
+	// recovery abort runs only if time is left (exchange_timeout bounds
+	// the whole exchange), so on a loaded machine some are left to the
+	// next exchange.
+	if got := metricValue(t, reg, "devattest_shim_aborts_total", map[string]string{"vf": "devsim"}); got < 1 || got > 3 {
+		t.Errorf("aborts_total = %v, want 1 to 3 (a recovery per failure when time is left)", got)
 	}
 	if got := metricValue(t, reg, "devattest_shim_errors_total", map[string]string{"kind": "timeout"}); got != 3 {
 		t.Errorf("errors_total{kind=timeout} = %v, want 3", got)

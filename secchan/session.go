@@ -251,3 +251,10 @@ func (s *Session) endLocked() {
 	s.hs, s.master, s.data, s.send, s.recv = nil, nil, nil, nil, nil
 	s.phase = PhaseEnded
 }
+
+// FormatSessionID writes a session ID (see SessionID) as what it is: the
+// requester's half and the responder's. "ffff:ffff" is a valid ID, not an
+// unset one: devsim and libspdm both pick 0xFFFF first.
+func FormatSessionID(id uint32) string {
+	return fmt.Sprintf("%04x:%04x (requester:responder)", id&0xffff, id>>16)
+}

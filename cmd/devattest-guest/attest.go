@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/devattest/devattest/guest/platform"
+	"github.com/devattest/devattest/secchan"
 
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/evidence"
@@ -115,7 +116,7 @@ func printSummary(w io.Writer, cfg *guest.Config, rep *evidence.Report) {
 		fmt.Fprintf(w, "  SPDM %s, %s / %s, capabilities %s\n", d.SPDMVersion, d.Algorithms.BaseAsym, d.Algorithms.BaseHash, strings.Join(d.Capabilities, " "))
 		fmt.Fprintf(w, "  certificate chain validated (%d bytes), %d signed measurement blocks\n", len(d.CertChain), len(d.Measurements.Blocks))
 		if s := d.Session; s != nil {
-			fmt.Fprintf(w, "  session 0x%08x, %s, ended %v\n", s.ID, s.AEAD, s.Ended)
+			fmt.Fprintf(w, "  session %s, %s, ended %v\n", secchan.FormatSessionID(s.ID), s.AEAD, s.Ended)
 		}
 		if x := d.IDE; x != nil {
 			fmt.Fprintf(w, "  IDE port %d stream %d key set %s, sub-streams %s (%s)\n", x.Port, x.Stream, x.KeySet, strings.Join(x.SubStreams, " "), x.RootPort)
@@ -123,7 +124,13 @@ func printSummary(w io.Writer, cfg *guest.Config, rep *evidence.Report) {
 	}
 	p := rep.Platform
 	if len(p.Report) > 0 {
-		fmt.Fprintf(w, "platform %s: report over the evidence (%d bytes), boot binding: %s\n", body.Platform, len(p.Report), body.BootBinding)
+		signed := len(p.Report)
+		var pr platform.Report
+		if pr.UnmarshalBinary(p.Report) == nil {
+			signed = len(pr.Raw)
+		}
+		fmt.Fprintf(w, "platform %s: a signed report of %d bytes over the evidence (%d with its certificates and event log), boot binding: %s\n",
+			body.Platform, signed, len(p.Report), body.BootBinding)
 	} else {
 		fmt.Fprintf(w, "platform %s: NO REPORT, boot binding: %s\n", body.Platform, body.BootBinding)
 	}

@@ -151,7 +151,7 @@ func inspectDevice(w io.Writer, d evidence.Device) {
 		}
 	}
 	if s := d.Session; s != nil {
-		fmt.Fprintf(w, "  session              0x%08x %s, ended %t\n", s.ID, s.AEAD, s.Ended)
+		fmt.Fprintf(w, "  session              %s, %s, ended %t\n", secchan.FormatSessionID(s.ID), s.AEAD, s.Ended)
 	}
 	if ide := d.IDE; ide != nil {
 		fmt.Fprintf(w, "  IDE                  port %d stream %d key set %q sub-streams %v (%s)\n", ide.Port, ide.Stream, ide.KeySet, ide.SubStreams, ide.RootPort)

@@ -60,7 +60,7 @@ func draftPolicy(rep *evidence.Report, path string, o initOptions) (*draft, erro
 			d.warnings = append(d.warnings, fmt.Sprintf("device %q failed (%s); no rule written", dev.Label, dev.FailedStep))
 			continue
 		}
-		rule, err := deviceRule(dev, d.files)
+		rule, err := deviceRule(dev, dir, d.files)
 		if err != nil {
 			return nil, fmt.Errorf("device %q: %w", dev.Label, err)
 		}
@@ -81,6 +81,19 @@ func draftPolicy(rep *evidence.Report, path string, o initOptions) (*draft, erro
 	return d, nil
 }
 
+// existingCopy names a PEM file in dir whose bytes are exactly b, so
+// that a root already next to the policy (the vendor's, as a device or
+// devsim wrote it) is named rather than written again; "" if none.
+func existingCopy(dir string, b []byte) string {
+	names, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
+	for _, n := range names {
+		if c, err := os.ReadFile(n); err == nil && bytes.Equal(c, b) {
+			return filepath.Base(n)
+		}
+	}
+	return ""
+}
+
 // rel spells path relative to dir when it can, so that a policy and its
 // files move together.
 func rel(dir, path string) (string, error) {
@@ -98,7 +111,7 @@ func rel(dir, path string) (string, error) {
 	return abs, nil
 }
 
-func deviceRule(d evidence.Device, files map[string][]byte) (string, error) {
+func deviceRule(d evidence.Device, dir string, files map[string][]byte) (string, error) {
 	var h crypto.Hash
 	switch d.Algorithms.BaseHashBits {
 	case secchan.HashSHA256:
@@ -120,8 +133,12 @@ func deviceRule(d evidence.Device, files map[string][]byte) (string, error) {
 	if !bytes.Equal(rh.Sum(nil), chain.RootHash) {
 		return "", fmt.Errorf("the chain does not carry its root certificate; write the trust anchor by hand")
 	}
-	anchor := sanitize(d.Label) + "-root.pem"
-	files[anchor] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})
+	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})
+	anchor := existingCopy(dir, rootPEM)
+	if anchor == "" {
+		anchor = sanitize(d.Label) + "-root.pem"
+		files[anchor] = rootPEM
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "  - label: %s\n", strconv.Quote(d.Label))
 	fmt.Fprintf(&b, "    trust_anchors: [%s]  # %s\n", anchor, root.Subject)

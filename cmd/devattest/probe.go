@@ -149,7 +149,7 @@ func probeDiscovery(ctx context.Context, pf probeFlags, stdout, stderr io.Writer
 	} else if err == nil {
 		fmt.Fprintf(stdout, "DOE protocols at %s:\n", pf.connect)
 		for i, p := range protos {
-			fmt.Fprintf(stdout, "  [%d] vendor 0x%04x type %d  %s\n", i, p.Vendor, p.Type, p.Name())
+			fmt.Fprintf(stdout, "  [%d] %04x:%02x  %s\n", i, p.Vendor, p.Type, p.Name())
 		}
 	}
 	if err != nil {
@@ -206,7 +206,7 @@ func probeRaw(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int 
 		_ = json.NewEncoder(stdout).Encode(out)
 		return 0
 	}
-	fmt.Fprintf(stdout, "response: vendor 0x%04x type %d (%s), %d DW\n%s\n", resp.Vendor, resp.Type, resp.Protocol().Name(), resp.DWCount(), hex.EncodeToString(enc))
+	fmt.Fprintf(stdout, "response: %s, %d DW\n%s\n", resp.Protocol(), resp.DWCount(), hex.EncodeToString(enc))
 	return 0
 }
 

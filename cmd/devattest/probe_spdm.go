@@ -262,7 +262,7 @@ func runSession(ctx context.Context, pf probeFlags, q *secchan.Requester, link s
 	if err != nil {
 		return err
 	}
-	sj.ID = fmt.Sprintf("0x%08x", ss.ID())
+	sj.ID = secchan.FormatSessionID(ss.ID())
 	if err := step("HEARTBEAT", ss.Heartbeat(ctx)); err != nil {
 		return err
 	}
@@ -320,7 +320,7 @@ func findSimLink(ctx context.Context, c doe.Mailbox, pf probeFlags) simLink {
 	}
 	r := ide.NewRemoteLink(c)
 	if err := r.Hello(ctx, pf.idePort); errors.Is(err, doe.ErrRefused) {
-		return simLink{skip: "the device lists a simulated link, but the way to it refuses that protocol (a shim forwards only discovery and CMA/SPDM): " + err.Error()}
+		return simLink{skip: fmt.Sprintf("the way to the device (a shim) does not forward the simulated link's DOE type %04x:%02x", ide.LinkProtocol.Vendor, ide.LinkProtocol.Type)}
 	}
 	// Any other answer: use the link, and let its steps report what fails.
 	return simLink{dev: r}
@@ -373,19 +373,6 @@ func printSPDM(w io.Writer, addr string, rep *spdmReport) {
 	if rep.Challenge {
 		fmt.Fprintln(w, "  challenge     CHALLENGE_AUTH signature verified")
 	}
-	if i := rep.IDE; i != nil {
-		fmt.Fprintf(w, "  IDE           port %d stream %d\n", i.Port, i.Stream)
-		for _, st := range i.Steps {
-			res := "ok"
-			switch {
-			case st.Skipped:
-				res = "skipped: " + st.Detail
-			case !st.OK:
-				res = "FAILED: " + st.Error
-			}
-			fmt.Fprintf(w, "    %-26s %s\n", st.Name, res)
-		}
-	}
 	if s := rep.Session; s != nil {
 		kind := "DHE " + s.DHE
 		if s.PSK {
@@ -395,6 +382,19 @@ func printSPDM(w io.Writer, addr string, rep *spdmReport) {
 		for _, st := range s.Steps {
 			res := "ok"
 			if !st.OK {
+				res = "FAILED: " + st.Error
+			}
+			fmt.Fprintf(w, "    %-26s %s\n", st.Name, res)
+		}
+	}
+	if i := rep.IDE; i != nil {
+		fmt.Fprintf(w, "  IDE           port %d stream %d\n", i.Port, i.Stream)
+		for _, st := range i.Steps {
+			res := "ok"
+			switch {
+			case st.Skipped:
+				res = "skipped: " + st.Detail
+			case !st.OK:
 				res = "FAILED: " + st.Error
 			}
 			fmt.Fprintf(w, "    %-26s %s\n", st.Name, res)
