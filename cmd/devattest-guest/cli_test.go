@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/devattest/devattest/guest"
 )
 
 func runGuest(args ...string) (int, string, string) {
@@ -59,5 +61,21 @@ func TestGuestCLIRules(t *testing.T) {
 				t.Errorf("a Go type name in the error:\n%s", errOut)
 			}
 		})
+	}
+}
+
+// TestExampleConfigParses: the example configuration beside the binary
+// is one the guest accepts.
+func TestExampleConfigParses(t *testing.T) {
+	b, err := os.ReadFile("devattest-guest.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := guest.ParseConfig(b, ".")
+	if err != nil {
+		t.Fatalf("the example configuration: %v", err)
+	}
+	if len(c.Devices) != 2 || c.Devices[1].IsRequired() || c.API.Unix == "" {
+		t.Fatalf("example configuration read as %+v", c)
 	}
 }
