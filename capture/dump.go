@@ -28,9 +28,13 @@ import (
 // Bounds against a hostile capture.
 const (
 	DefaultMaxRecords = 100_000
-	maxTranscript     = 1 << 20 // VCA or a session transcript
-	maxChain          = 1 << 20 // one slot's assembled certificate chain
+	maxTranscript     = 64 << 10 // VCA (about 200 bytes in practice)
+	maxChain          = 1 << 20  // one slot's assembled certificate chain
+	maxSlots          = 8
 	maxSessions       = 1024
+	// maxKeyTrials bounds the key derivations one capture may cause:
+	// every new session tries every unused key-log secret.
+	maxKeyTrials = 1 << 14
 )
 
 // Options steer Decode.
@@ -123,6 +127,7 @@ type decoder struct {
 	sess    map[uint32]*session
 	pending map[uint64]*pending // by channel: plainChannel or a session ID
 	lastReq bool                // the last record was a request
+	trials  int                 // key derivations so far
 }
 
 type keyCand struct {
@@ -431,7 +436,14 @@ func (d *decoder) startSession(r *Record, id uint32, psk bool, th, verify []byte
 			continue
 		}
 		for _, h := range [][]byte{th1, c.e.TH1} {
-			if len(h) != len(th1) || !d.tryKey(s, c, h, verify) {
+			if len(h) != len(th1) {
+				continue
+			}
+			if d.trials++; d.trials > maxKeyTrials {
+				r.Problem = fmt.Sprintf("more than %d key derivations: this capture is not decrypted further", maxKeyTrials)
+				return s
+			}
+			if !d.tryKey(s, c, h, verify) {
 				continue
 			}
 			c.used, s.keyed = true, true

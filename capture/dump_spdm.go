@@ -162,7 +162,7 @@ func (d *decoder) message(h secchan.Header, b []byte, p *pending, s *session) (i
 		var m secchan.Digests
 		n, err := m.Decode(b, hs, c.multiKey)
 		if err == nil {
-			for slot := range uint8(8) {
+			for slot := range uint8(maxSlots) {
 				if dg := m.DigestFor(slot); dg != nil {
 					c.digests[slot] = dg
 				}
@@ -358,7 +358,7 @@ func (d *decoder) algorithms(m *secchan.Algorithms) string {
 // certificate assembles a slot's chain from CERTIFICATE portions.
 func (d *decoder) certificate(m *secchan.Certificate, p *pending) {
 	c := &d.conn
-	if p == nil || p.code != secchan.CodeGetCertificate || p.slot != m.Slot {
+	if p == nil || p.code != secchan.CodeGetCertificate || p.slot != m.Slot || m.Slot >= maxSlots {
 		return
 	}
 	if p.offset == 0 {

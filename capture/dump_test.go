@@ -66,3 +66,12 @@ func TestDumpCutFile(t *testing.T) {
 		t.Fatalf("err %v, dump %v", err, dm)
 	}
 }
+
+// The record bound holds: a capture longer than MaxRecords is read up to
+// it, with an error saying so.
+func TestDumpRecordBound(t *testing.T) {
+	dm, err := capture.Decode(bytes.NewReader(corpusPcap(t, "v12-psk")), capture.Options{MaxRecords: 10})
+	if err == nil || !strings.Contains(err.Error(), "more than 10 records") || len(dm.Records) != 10 {
+		t.Fatalf("err %v, %d records", err, len(dm.Records))
+	}
+}
