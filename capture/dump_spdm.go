@@ -119,11 +119,11 @@ func (d *decoder) message(h secchan.Header, b []byte, p *pending, s *session) (i
 	if c.hash != 0 {
 		hs = c.hash.Size()
 	}
-	switch h.Code {
-	case secchan.CodeGetVersion:
-		var m secchan.GetVersion
-		n, err := m.Decode(b)
+	if dec := headerOnly[h.Code]; dec != nil {
+		n, err := dec(b)
 		return n, "", err
+	}
+	switch h.Code {
 	case secchan.CodeVersion:
 		var m secchan.VersionResponse
 		n, err := m.Decode(b)
@@ -151,10 +151,6 @@ func (d *decoder) message(h secchan.Header, b []byte, p *pending, s *session) (i
 			return n, "", err
 		}
 		return n, d.algorithms(&m), nil
-	case secchan.CodeGetDigests:
-		var m secchan.GetDigests
-		n, err := m.Decode(b)
-		return n, "", err
 	case secchan.CodeDigests:
 		if err := d.needAlg(h.Code); err != nil {
 			return 0, "", err
@@ -255,18 +251,6 @@ func (d *decoder) message(h secchan.Header, b []byte, p *pending, s *session) (i
 		var m secchan.PSKFinish
 		n, err := m.Decode(b, hs)
 		return n, "", err
-	case secchan.CodePSKFinishRsp:
-		var m secchan.PSKFinishRsp
-		n, err := m.Decode(b)
-		return n, "", err
-	case secchan.CodeHeartbeat:
-		var m secchan.Heartbeat
-		n, err := m.Decode(b)
-		return n, "", err
-	case secchan.CodeHeartbeatAck:
-		var m secchan.HeartbeatAck
-		n, err := m.Decode(b)
-		return n, "", err
 	case secchan.CodeKeyUpdate:
 		var m secchan.KeyUpdate
 		n, err := m.Decode(b)
@@ -275,14 +259,6 @@ func (d *decoder) message(h secchan.Header, b []byte, p *pending, s *session) (i
 		var m secchan.KeyUpdateAck
 		n, err := m.Decode(b)
 		return n, keyUpdateName(m.Operation) + fmt.Sprintf(" tag 0x%02x", m.Tag), err
-	case secchan.CodeEndSession:
-		var m secchan.EndSession
-		n, err := m.Decode(b)
-		return n, "", err
-	case secchan.CodeEndSessionAck:
-		var m secchan.EndSessionAck
-		n, err := m.Decode(b)
-		return n, "", err
 	case secchan.CodeVendorDefinedReq:
 		var m secchan.VendorDefinedRequest
 		n, err := m.Decode(b)
@@ -309,6 +285,18 @@ func (d *decoder) message(h secchan.Header, b []byte, p *pending, s *session) (i
 		return n, fmt.Sprintf("handle %d seq %d, %d bytes", m.Handle, m.Seq, len(m.Chunk)), err
 	}
 	return 0, "", fmt.Errorf("no decoder for %s", secchan.CodeName(h.Code))
+}
+
+// headerOnly decodes the messages that are a header and nothing the
+// negotiation shapes.
+var headerOnly = map[uint8]func([]byte) (int, error){
+	secchan.CodeGetVersion:    func(b []byte) (int, error) { return new(secchan.GetVersion).Decode(b) },
+	secchan.CodeGetDigests:    func(b []byte) (int, error) { return new(secchan.GetDigests).Decode(b) },
+	secchan.CodePSKFinishRsp:  func(b []byte) (int, error) { return new(secchan.PSKFinishRsp).Decode(b) },
+	secchan.CodeHeartbeat:     func(b []byte) (int, error) { return new(secchan.Heartbeat).Decode(b) },
+	secchan.CodeHeartbeatAck:  func(b []byte) (int, error) { return new(secchan.HeartbeatAck).Decode(b) },
+	secchan.CodeEndSession:    func(b []byte) (int, error) { return new(secchan.EndSession).Decode(b) },
+	secchan.CodeEndSessionAck: func(b []byte) (int, error) { return new(secchan.EndSessionAck).Decode(b) },
 }
 
 func keyUpdateName(op uint8) string {
