@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/devattest/devattest/capture"
+	"github.com/devattest/devattest/doe"
 )
 
 func corpusPcap(t *testing.T, name string) []byte {
@@ -73,5 +75,30 @@ func TestDumpRecordBound(t *testing.T) {
 	dm, err := capture.Decode(bytes.NewReader(corpusPcap(t, "v12-psk")), capture.Options{MaxRecords: 10})
 	if err == nil || !strings.Contains(err.Error(), "more than 10 records") || len(dm.Records) != 10 {
 		t.Fatalf("err %v, %d records", err, len(dm.Records))
+	}
+}
+
+// MCTP captures (link type 291, as spdm-emu writes them with --trans
+// MCTP): the 4-byte transport header, the message type, then SPDM.
+func TestDumpMCTP(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := doe.NewPcapWriter(&buf, doe.LinkTypeMCTP, doe.PcapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := []byte{1, 0, 0, 0xC8}
+	w.Write(time.Now(), append(append(hdr[:4:4], 5), 0x10, 0x84, 0, 0))
+	w.Write(time.Now(), append(append(hdr[:4:4], 5), 0x10, 0x04, 0, 0, 0, 1, 0x00, 0x12))
+	w.Write(time.Now(), append(append(hdr[:4:4], 6), 0xff, 0xff, 0xff, 0xff, 0, 0, 0x20, 0))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dm, err := capture.Decode(&buf, capture.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dm.LinkType != doe.LinkTypeMCTP || len(dm.Records) != 3 || dm.Problems != 0 ||
+		dm.Records[0].Message != "GET_VERSION" || dm.Records[1].Message != "VERSION" || dm.Records[1].Dir != "rsp" || dm.Records[2].Encrypted == "" {
+		t.Fatalf("%+v", dm)
 	}
 }
