@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/ide"
 	"github.com/devattest/devattest/secchan"
 )
 
@@ -279,7 +280,12 @@ func (d *decoder) doeObject(r *Record, b []byte) {
 // not know; RegisterObjectDecoder adds one.
 type ObjectDecoder func(r *Record, o doe.Object)
 
-var objectDecoders = map[doe.Protocol]ObjectDecoder{}
+var objectDecoders = map[doe.Protocol]ObjectDecoder{
+	ide.LinkProtocol: func(r *Record, o doe.Object) {
+		r.Message = "simulated IDE link"
+		r.Detail = fmt.Sprintf("devsim's test protocol, not PCI-SIG; %d payload bytes", len(o.Payload))
+	},
+}
 
 // RegisterObjectDecoder adds a decoder for a DOE protocol (before any
 // Decode runs; not safe for concurrent use).

@@ -579,13 +579,17 @@ type appKey struct {
 // VENDOR_DEFINED under the PCI-SIG registry (body after the protocol ID).
 type AppDecoder func(body []byte, request bool) (string, error)
 
+// appDecoders describe the application protocols inside VENDOR_DEFINED.
+// The extension point for TDISP (secchan.PCIProtocolTDISP) is an entry
+// here that calls package tdisp's codec, as ideKM calls package ide's;
+// capture sits above both, so the codec packages never import it.
 var appDecoders = map[appKey]AppDecoder{
 	{secchan.VendorIDPCISIG, secchan.PCIProtocolIDEKM}: ideKM,
 }
 
 // RegisterAppDecoder adds a decoder for a PCI vendor ID and protocol ID
-// (TDISP, CXL IDE_KM, ...), e.g. from an init function of the package
-// that owns the codec. Before any Decode runs; not safe for concurrent use.
+// (TDISP, CXL IDE_KM, ...) from outside this package, e.g. a binary's
+// wiring. Before any Decode runs; not safe for concurrent use.
 func RegisterAppDecoder(vendor uint16, protocol uint8, dec AppDecoder) {
 	appDecoders[appKey{vendor, protocol}] = dec
 }
