@@ -506,6 +506,7 @@ func (d *decoder) followKeyExchange(r *Record, msg []byte, p *pending) {
 	id := secchan.SessionID(req.ReqSessionID, m.RspSessionID)
 	r.Session = fmt.Sprintf("0x%08x", id)
 	s := d.startSession(r, id, false, th, m.VerifyData)
+	noteKeyed(r, s)
 	if s != nil {
 		s.mutual = m.MutAuthRequested != 0
 		if ct == nil && !s.keyed {
@@ -533,10 +534,19 @@ func (d *decoder) followPSKExchange(r *Record, msg []byte, p *pending) {
 	id := secchan.SessionID(req.ReqSessionID, m.RspSessionID)
 	r.Session = fmt.Sprintf("0x%08x", id)
 	s := d.startSession(r, id, true, th, m.VerifyData)
+	noteKeyed(r, s)
 	clear(th)
 	if s != nil && s.keyed && d.conn.rspCaps&secchan.CapPSKWithContext == 0 {
 		// PSK without context: no PSK_FINISH; TH2 ends with the response.
 		s.establish(r, d.hashOf(s.th))
+	}
+}
+
+// noteKeyed says on the exchange response whether the session will be
+// decrypted.
+func noteKeyed(r *Record, s *session) {
+	if s != nil && s.keyed {
+		r.Detail += "; a key-log secret reproduces its verify data: decrypting"
 	}
 }
 
