@@ -57,6 +57,7 @@ bench:
 	    if ($$(i+1) == "shim/direct") print "RATIO shim_vs_direct_exchange", $$i; \
 	    if ($$(i+1) == "8dev/1dev" && $$1 ~ /AttestDevices/) print "RATIO boot_8_vs_1_devices", $$i; \
 	    if ($$(i+1) == "keying/session" && $$1 ~ /IDEKeyingVsSession/) print "RATIO ide_keying_vs_session", $$i; \
+	    if ($$(i+1) == "captured/plain" && $$1 ~ /CaptureOverhead/) print "RATIO captured_vs_plain_exchange", $$i; \
 	  } }' out/bench.txt
 
 # Every fuzz target for FUZZTIME each, FUZZJOBS at a time (see

@@ -99,6 +99,13 @@ type DeviceConfig struct {
 	// pass; its anchors replace Anchors (LoadConfig sets it from
 	// Config.Policy; tests may set it directly).
 	Policy *policy.Policy `yaml:"-"`
+	// Capture, when set, records every DOE object exchanged with the
+	// device (devattest-guest attest --pcap); it never fails an exchange.
+	Capture *doe.PcapWriter `yaml:"-"`
+	// KeyLog, when set, receives the secret of every session opened with
+	// the device (--keylog). DANGER: it decrypts the session, IDE keys
+	// included; debugging only.
+	KeyLog func(secchan.SessionSecrets) `yaml:"-"`
 }
 
 // IsRequired reports whether the device must pass.

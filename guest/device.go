@@ -214,7 +214,11 @@ func openDevice(ctx context.Context, dev *DeviceConfig, d *evidence.Device) (_ *
 		return nil, step, err
 	}
 
-	protos, err := doe.Discover(ctx, mb, 0)
+	var ex doe.Mailbox = mb
+	if dev.Capture != nil {
+		ex = doe.CaptureMailbox{Mailbox: mb, Capture: dev.Capture}
+	}
+	protos, err := doe.Discover(ctx, ex, 0)
 	if err != nil {
 		return fail(StepDiscovery, err)
 	}
@@ -238,7 +242,8 @@ func openDevice(ctx context.Context, dev *DeviceConfig, d *evidence.Device) (_ *
 		copy(n[:], b)
 		return n, err
 	}
-	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: mb}, cfg)
+	cfg.KeyLog = dev.KeyLog
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: ex}, cfg)
 
 	if err := q.Connect(ctx); err != nil {
 		return fail(StepVCA, err)

@@ -61,6 +61,12 @@ type RequesterConfig struct {
 	BusyRetries int
 	// Logger receives one line per step; nil discards.
 	Logger *slog.Logger
+	// KeyLog, when set, receives the secret of every session this
+	// requester opens (see SessionSecrets), once the exchange response
+	// has been verified. DANGER: whoever holds it decrypts that session,
+	// IDE keys included. For debugging captures only; nil, the default,
+	// exports nothing.
+	KeyLog func(SessionSecrets)
 }
 
 // DefaultRequesterConfig offers every version and algorithm this package

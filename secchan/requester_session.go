@@ -170,6 +170,11 @@ func (q *Requester) KeyExchange(ctx context.Context, opts SessionOptions) (*Secu
 	if err != nil {
 		return fail(err)
 	}
+	var reqChainHash []byte
+	if mutual != nil {
+		reqChainHash = mutual.chainHash
+	}
+	q.exportSecrets(SessionID(ke.ReqSessionID, m.RspSessionID), false, shared, q.hash(th), reqChainHash)
 	hs, err := ks.NewHandshakeSecret(shared, false)
 	zero(shared)
 	if err != nil {
@@ -245,6 +250,7 @@ func (q *Requester) PSKExchange(ctx context.Context, opts SessionOptions) (*Secu
 		return fail(err)
 	}
 	th := append(append(slices.Clone(q.vca), req...), msg[:m.TH1Len()]...)
+	q.exportSecrets(SessionID(pe.ReqSessionID, m.RspSessionID), true, opts.PSK, q.hash(th), nil)
 	hs, err := ks.NewHandshakeSecret(opts.PSK, true)
 	if err != nil {
 		return fail(err)

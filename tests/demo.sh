@@ -185,13 +185,25 @@ awk 'done != 1 && /digest: \[[0-9a-f]+\]/ { i = index($0, "]"); c = substr($0, i
   "$out/guest-policy/devices.yaml" > "$out/guest-policy/wrong-devices.yaml"
 sed 's#guest-policy/devices.yaml#guest-policy/wrong-devices.yaml#' "$out/guest-enforcing.yaml" > "$out/guest-wrong.yaml"
 status=0
+rm -f "$out"/refused*.pcap "$out/refused.keys"
 bin/devattest-guest attest --config "$out/guest-wrong.yaml" --nonce "$(cat "$out/nonce.hex")" \
-  --out "$out/report-refused.json" > "$out/guest-wrong.txt" 2>&1 || status=$?
+  --out "$out/report-refused.json" --pcap "$out/refused.pcap" --keylog "$out/refused.keys" \
+  > "$out/guest-wrong.txt" 2>&1 || status=$?
 grep -i 'policy' "$out/guest-wrong.txt" | head -n 3 || true
 if [ "$status" -eq 0 ] || ! grep -q 'failed at policy' "$out/guest-wrong.txt"; then
   echo "demo: devattest-guest attest exited $status under a device policy the device fails, want a refusal at the policy step" >&2
   exit 1
 fi
 echo "   (the guest refuses the device itself, as it must)"
+echo
+echo "== that refused attestation as captured (--pcap, --keylog), read back with devattest dump:"
+bin/devattest dump "$out/refused-0000_01_00.1.pcap" --keylog "$out/refused.keys" > "$out/refused-dump.txt"
+grep -E 'KEY_EXCHANGE|MEASUREMENTS|END_SESSION|records' "$out/refused-dump.txt"
+if [ -n "${SPDM_DUMP_BIN:-}" ]; then
+  echo "== and with DMTF spdm_dump:"
+  "$SPDM_DUMP_BIN" $(bin/devattest dump "$out/refused-0000_01_00.1.pcap" --keylog "$out/refused.keys" --spdm-dump-args) \
+    | grep -E 'KEY_EXCHANGE|MEASUREMENTS|END_SESSION'
+fi
+echo "   (the key log $out/refused.keys decrypts those sessions: delete it after debugging)"
 echo
 echo "audit log: $out/shim.log"

@@ -10,23 +10,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/devattest/devattest/guest/platform"
-	"github.com/devattest/devattest/secchan"
-
+	"github.com/devattest/devattest/capture"
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest"
+	"github.com/devattest/devattest/guest/platform"
+	"github.com/devattest/devattest/secchan"
 )
 
 func runAttest(args []string, stdout, stderr io.Writer) int {
 	const prog = "devattest-guest attest"
-	fs := cli.NewFlagSet(prog, prog+" --config FILE [--out FILE] [--nonce HEX] [--platform-roots-out DIR]")
+	fs := cli.NewFlagSet(prog, prog+" --config FILE [--out FILE] [--nonce HEX] [--platform-roots-out DIR] [--pcap FILE [--keylog FILE]]")
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "the guest configuration (YAML)")
 	out := fs.String("out", "", "write the combined report (JSON) to this file")
 	nonceHex := fs.String("nonce", "", "the owner's nonce in hex (default: 32 random bytes)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "deadline for the whole attestation")
 	rootsOut := fs.String("platform-roots-out", "", "fake platforms only: write the fake's signing roots to this directory (snp-ark.der, snp-ask.der or tdx-root.der), so the report can be verified offline")
+	pcap := fs.String("pcap", "", "capture each device's DOE objects to FILE with the device's label added to the name (FILE-LABEL.pcap; classic pcap as DMTF spdm-emu writes it): read them with devattest dump or spdm_dump")
+	keylog := fs.String("keylog", "", "DANGER: append each session's secret to FILE (mode 0600) so that devattest dump or spdm_dump can decrypt the captures, IDE keys included; for debugging only")
 	if err := fs.Parse(args); err != nil {
 		return cli.ParseStatus(err)
 	}
@@ -45,6 +47,18 @@ func runAttest(args []string, stdout, stderr io.Writer) int {
 	cfg, err := guest.LoadConfig(*cfgPath)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
+	}
+	debug, err := cli.OpenDebug(*pcap, *keylog, capture.ViewGuest, stderr)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	defer debug.Close()
+	for i := range cfg.Devices {
+		dev := &cfg.Devices[i]
+		if dev.Capture, err = debug.Capture(dev.Label, true); err != nil {
+			return cli.Fail(stderr, prog, err)
+		}
+		dev.KeyLog = debug.KeyLog(dev.Label)
 	}
 	ctx, cancel := cli.SignalContext()
 	defer cancel()

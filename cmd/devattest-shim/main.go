@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/devattest/devattest/capture"
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
@@ -66,6 +67,7 @@ func run(args []string, stderr io.Writer) int {
 	runDir := fs.String("run-dir", "", "with --listen: directory of the VF claim files (default /run/devattest as root, else $XDG_RUNTIME_DIR/devattest or a per-user temporary directory)")
 	metricsListen := fs.String("metrics-listen", hostshim.MetricsDisabled, "with --listen: HOST:PORT for /metrics and /healthz (loopback only), or none")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info; overrides log_level of --config)")
+	pcap := fs.String("pcap", "", "capture each listener's DOE objects, as the host sees them (secured messages stay encrypted: the shim has no keys), to FILE with the listener's name added (FILE-NAME.pcap)")
 	devsimCA := fs.String("devsim-ca-out", "", "with --device devsim: write the emulated VF's root certificate here (DER, or PEM if FILE ends in .pem)")
 	if err := fs.Parse(args); err != nil {
 		return cli.ParseStatus(err)
@@ -124,7 +126,12 @@ func run(args []string, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	shim, err := hostshim.New(cfg, opener, log, reg)
+	debug, err := cli.OpenDebug(*pcap, "", capture.ViewShim, stderr)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	defer debug.Close()
+	shim, err := hostshim.New(cfg, captureOpener(debug, opener), log, reg)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
@@ -233,6 +240,23 @@ func defaultRunDir() string {
 		return filepath.Join(d, "devattest")
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("devattest-shim-%d", os.Getuid()))
+}
+
+// captureOpener wraps each listener's backend so that its exchanges are
+// captured (--pcap), one file per listener; a reloaded listener keeps
+// its file.
+func captureOpener(debug *cli.Debug, open hostshim.BackendOpener) hostshim.BackendOpener {
+	return func(ctx context.Context, vf hostshim.VFConfig, protocols []doe.Protocol) (doe.Mailbox, io.Closer, error) {
+		w, err := debug.Capture(vf.Listener, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		mb, closer, err := open(ctx, vf, protocols)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cli.Wrap(mb, w), closer, nil
+	}
 }
 
 // opener opens the backends: devsim here (hostshim does not import the

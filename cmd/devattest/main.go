@@ -19,6 +19,7 @@ commands:
   verify   verify a combined report against a policy: devattest verify REPORT --policy FILE [--nonce HEX] [--json]
   inspect  show a combined report for a person: devattest inspect REPORT
   policy   write a starting policy from a report: devattest policy init --from REPORT --out FILE
+  dump     decode a capture (--pcap): devattest dump FILE.pcap [--keylog FILE] [--json]
   relay    stand in for a hostile host between guest and shim: devattest relay --listen ADDR --upstream ADDR --mode MODE
 
 Run "devattest <command> -h" for a command's flags, "devattest --version" for the version.
@@ -50,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runPolicy(args[1:], stdout, stderr)
 	case "relay":
 		return runRelay(args[1:], stdout, stderr)
+	case "dump":
+		return runDump(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

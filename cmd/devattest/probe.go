@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/devattest/devattest/capture"
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/doe"
 )
@@ -35,6 +36,9 @@ type probeFlags struct {
 	mutualAuth   string
 	psk          []byte
 	pskHint      string
+	pcap         string
+	keylog       string
+	debug        *cli.Debug
 }
 
 // protocolJSON is one entry of the --json protocol list.
@@ -51,7 +55,7 @@ type discoveryJSON struct {
 
 func runProbe(args []string, stdout, stderr io.Writer) int {
 	var pf probeFlags
-	fs := cli.NewFlagSet("probe", "devattest probe [--connect ADDR] (--discovery | --raw HEX | --trust-anchor FILE [--version V] [--hash LIST] [--asym LIST]) [--json]")
+	fs := cli.NewFlagSet("probe", "devattest probe [--connect ADDR] (--discovery | --raw HEX | --trust-anchor FILE [--version V] [--hash LIST] [--asym LIST]) [--json] [--pcap FILE [--keylog FILE]]")
 	fs.SetOutput(stderr)
 	fs.StringVar(&pf.connect, "connect", "127.0.0.1:2323", "socket-framing peer: HOST:PORT or unix:PATH")
 	fs.BoolVar(&pf.discovery, "discovery", false, "list the DOE protocols of the mailbox")
@@ -73,6 +77,8 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	ideStream := fs.Uint("ide-stream", 0, "IDE stream ID for --ide")
 	fs.StringVar(&pf.mutualAuth, "mutual-auth", "", "CHAIN,KEY: the requester's certificate chain (concatenated DER, root first) and key (PEM), for responders that ask for mutual authentication")
 	hintNUL := fs.Bool("psk-hint-nul", false, "append a NUL byte to --psk-hint, as libspdm's sample hint has")
+	fs.StringVar(&pf.pcap, "pcap", "", "capture every DOE object exchanged to FILE (classic pcap, link type 292, as DMTF spdm-emu writes; read it with devattest dump or spdm_dump)")
+	fs.StringVar(&pf.keylog, "keylog", "", "DANGER: append each session's secret to FILE (mode 0600) so that devattest dump or spdm_dump can decrypt the capture; for debugging only")
 	fs.StringVar(&pf.end, "end", "shutdown", "how to end the connection: shutdown (SHUTDOWN; libspdm's spdm_responder_emu then exits) or continue (CONTINUE; it keeps serving)")
 	if err := fs.Parse(args); err != nil {
 		return cli.ParseStatus(err)
@@ -92,6 +98,15 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	case pf.end != "shutdown" && pf.end != "continue":
 		return cli.UsageError(stderr, prog, "--end %q: want shutdown or continue", pf.end)
 	}
+	if pf.keylog != "" && pf.trustAnchor == "" {
+		return cli.Fail(stderr, prog, errors.New("--keylog goes with --trust-anchor (only SPDM sessions have secrets)"))
+	}
+	debug, err := cli.OpenDebug(pf.pcap, pf.keylog, capture.ViewProbe, stderr)
+	if err != nil {
+		return cli.Fail(stderr, prog, err)
+	}
+	defer debug.Close()
+	pf.debug = debug
 	ctx, cancel := context.WithTimeout(context.Background(), pf.timeout)
 	defer cancel()
 	pf.slot = uint8(*slot)
@@ -159,12 +174,27 @@ func probeDiscovery(ctx context.Context, pf probeFlags, stdout, stderr io.Writer
 }
 
 func discover(ctx context.Context, pf probeFlags, version uint8) ([]doe.Protocol, error) {
-	c, err := doe.Dial(ctx, pf.connect)
+	c, mb, err := dialProbe(ctx, pf)
 	if err != nil {
 		return nil, err
 	}
 	defer endConn(c, pf.end)
-	return doe.Discover(ctx, c, version)
+	return doe.Discover(ctx, mb, version)
+}
+
+// dialProbe connects to the peer and returns the connection and the
+// mailbox to use over it: the connection itself, or with --pcap the
+// connection with every exchange captured.
+func dialProbe(ctx context.Context, pf probeFlags) (*doe.SocketClient, doe.Mailbox, error) {
+	w, err := pf.debug.Capture(pf.connect, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := doe.Dial(ctx, pf.connect)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, cli.Wrap(c, w), nil
 }
 
 // endConn ends the connection the way --end asks.
@@ -186,12 +216,12 @@ func probeRaw(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int 
 	if err != nil {
 		return cli.Fail(stderr, prog, fmt.Errorf("--raw: %w", err))
 	}
-	c, err := doe.Dial(ctx, pf.connect)
+	c, mb, err := dialProbe(ctx, pf)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
 	defer endConn(c, pf.end)
-	resp, err := c.Exchange(ctx, req)
+	resp, err := mb.Exchange(ctx, req)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}

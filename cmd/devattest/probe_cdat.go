@@ -34,12 +34,12 @@ type cdatStructureJSON struct {
 // allowed_types has 1e98:02).
 func probeCDAT(ctx context.Context, pf probeFlags, stdout, stderr io.Writer) int {
 	const prog = "devattest probe"
-	c, err := doe.Dial(ctx, pf.connect)
+	c, mb, err := dialProbe(ctx, pf)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
 	defer endConn(c, pf.end)
-	table, err := doe.ReadCDAT(ctx, c)
+	table, err := doe.ReadCDAT(ctx, mb)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}

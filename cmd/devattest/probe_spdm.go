@@ -153,7 +153,7 @@ func fail(stderr io.Writer, err error) int {
 }
 
 func authenticate(ctx context.Context, pf probeFlags, cfg secchan.RequesterConfig, rep *spdmReport) error {
-	c, err := doe.Dial(ctx, pf.connect)
+	c, mb, err := dialProbe(ctx, pf)
 	if err != nil {
 		return err
 	}
@@ -161,9 +161,10 @@ func authenticate(ctx context.Context, pf probeFlags, cfg secchan.RequesterConfi
 	var link simLink
 	if pf.session && pf.ide {
 		// Before SPDM, over the same connection: discovery is harmless.
-		link = findSimLink(ctx, c, pf)
+		link = findSimLink(ctx, mb, pf)
 	}
-	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: c}, cfg)
+	cfg.KeyLog = pf.debug.KeyLog(pf.connect)
+	q := secchan.NewRequester(&secchan.DOETransport{Mailbox: mb}, cfg)
 	if err := q.Connect(ctx); err != nil {
 		return err
 	}
