@@ -16,6 +16,7 @@ commands:
   probe    talk to a DOE mailbox (devsim, the shim, libspdm's spdm_responder_emu)
   verify   verify a combined report against a policy: devattest verify REPORT --policy FILE [--nonce HEX] [--json]
   inspect  show a combined report for a person: devattest inspect REPORT
+  export   write a report's EAT-DA claims set: devattest export --eat-da REPORT [--out FILE]
   policy   write a starting policy from a report: devattest policy init --from REPORT --out FILE
   relay    stand in for a hostile host between guest and shim: devattest relay --listen ADDR --upstream ADDR --mode MODE
 
@@ -40,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runVerify(args[1:], stdout, stderr)
 	case "inspect":
 		return runInspect(args[1:], stdout, stderr)
+	case "export":
+		return runExport(args[1:], stdout, stderr)
 	case "policy":
 		return runPolicy(args[1:], stdout, stderr)
 	case "relay":
