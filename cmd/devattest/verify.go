@@ -143,10 +143,10 @@ func printVerdict(w io.Writer, v policy.Verdict) {
 
 func runPolicy(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
+		fmt.Fprintln(stderr, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force] [--corim FILE (--corim-key KEY --corim-cert CERT | --corim-unsigned)]")
 		return 2
 	}
-	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
+	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force] [--corim FILE (--corim-key KEY --corim-cert CERT | --corim-unsigned)]")
 	fs.SetOutput(stderr)
 	from := fs.String("from", "", "the report to start from")
 	out := fs.String("out", "", "the policy file to write (device roots are written next to it)")
@@ -156,9 +156,17 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.tdxRoot, "tdx-root", "", "TDX root CA file to trust instead of Intel's (test platforms)")
 	force := fs.Bool("force", false, "write a policy from a report that does not verify, and overwrite existing files")
 	fs.BoolVar(&o.devicesOnly, "devices-only", false, "write only the device rules: the guest's own policy (devattest-guest's policy:), without platform block or guest policy digest")
+	var co corimOptions
+	fs.StringVar(&co.out, "corim", "", "also write the devices' reference values as a CoRIM to this file")
+	fs.StringVar(&co.key, "corim-key", "", "the CoRIM signer's private key (PEM)")
+	fs.StringVar(&co.cert, "corim-cert", "", "the CoRIM signer's certificate, then its chain (PEM)")
+	fs.BoolVar(&co.unsigned, "corim-unsigned", false, "write the CoRIM unsigned (a verifier reads it only with allow_unsigned_reference_values)")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
 		return 2
+	}
+	if err := co.check(); err != nil {
+		return cli.Fail(stderr, "devattest policy init", err)
 	}
 	if len(pos) != 0 || *from == "" || *out == "" {
 		fs.Usage()
@@ -183,5 +191,12 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		return cli.Fail(stderr, "devattest policy init", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", *out)
+	if co.out != "" {
+		line, err := writeCoRIM(rep, co, *force)
+		if err != nil {
+			return cli.Fail(stderr, "devattest policy init", err)
+		}
+		fmt.Fprintln(stdout, line)
+	}
 	return 0
 }
