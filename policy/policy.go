@@ -11,6 +11,7 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -56,6 +57,8 @@ type Policy struct {
 	// ReferenceValuesAnchor is the certificate file (PEM) a signed CoRIM's
 	// signer must chain to, for rules that name none (policy/corimrefs.go).
 	ReferenceValuesAnchor string `yaml:"reference_values_anchor"`
+
+	digest [32]byte // SHA-256 of the policy file's bytes (Digest)
 }
 
 // DeviceRule is what one device (or, for the default rule, any device
@@ -406,6 +409,7 @@ func parse(b []byte, dir string, devicesOnly bool) (*Policy, error) {
 	if err := p.check(dir, devicesOnly); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
+	p.digest = sha256.Sum256(b)
 	return &p, nil
 }
 

@@ -70,11 +70,13 @@ func parseNonce(s string) ([]byte, error) {
 }
 
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	fs := cli.NewFlagSet("verify", "devattest verify REPORT --policy FILE [--nonce HEX] [--json]")
+	fs := cli.NewFlagSet("verify", "devattest verify REPORT --policy FILE [--nonce HEX] [--json] [--ear FILE --ear-key KEY]")
 	fs.SetOutput(stderr)
 	policyPath := fs.String("policy", "", "the policy file (YAML)")
 	nonceHex := fs.String("nonce", "", "the nonce the report must answer, in hex (without it freshness fails)")
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
+	earOut := fs.String("ear", "", "also write the verdict as an EAR (signed JWT) to this file")
+	earKey := fs.String("ear-key", "", "the EAR signing key (ECDSA P-256 for ES256, P-384 for ES384; PEM)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return 2
@@ -106,6 +108,11 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		}
 	} else {
 		printVerdict(stdout, v)
+	}
+	if *earOut != "" {
+		if err := writeEAR(stderr, v, p, nonce, *earOut, *earKey); err != nil {
+			return cli.Fail(stderr, "devattest verify", err)
+		}
 	}
 	if !v.OK {
 		return 1
