@@ -367,3 +367,35 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEncodeBody: a verifier encodes every body that carries a claims
+// set, so hostile bodies must never panic the encoder, and whatever it
+// encodes must decode under the profile's rules.
+func FuzzEncodeBody(f *testing.F) {
+	if b, err := os.ReadFile(filepath.Join("testdata", "body.json")); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		body, err := evidence.ParseBody(b)
+		if err != nil {
+			return
+		}
+		tok, err := eatda.EncodeBody(body)
+		if err != nil {
+			return
+		}
+		if _, err := eatda.Decode(tok); err != nil {
+			t.Fatalf("an encoded body does not decode: %v", err)
+		}
+	})
+}
+
+func TestCombinedPrefix(t *testing.T) {
+	p := eatda.CombinedPrefix(0x13, "responder-measurements signing")
+	if len(p) != 100 || !strings.HasPrefix(string(p), "dmtf-spdm-v1.3.*dmtf-spdm-v1.3.*") {
+		t.Fatalf("%q", p)
+	}
+	if p := eatda.CombinedPrefix(0xFF, strings.Repeat("x", 40)); p != nil {
+		t.Fatalf("an oversized prefix: %q", p)
+	}
+}

@@ -273,9 +273,14 @@ func signatureClaim(d *evidence.Device, v secchan.Version) (*Signature, error) {
 
 // CombinedPrefix is DSP0274's 100-byte combined SPDM prefix of version v
 // (1.2 or later) for a signing context: "dmtf-spdm-v1.N.*" four times,
-// zero bytes, then the context ending at byte 100.
+// zero bytes, then the context ending at byte 100. It is nil when the
+// two do not fit in 100 bytes.
 func CombinedPrefix(v secchan.Version, context string) []byte {
 	p := bytes.Repeat([]byte(fmt.Sprintf("dmtf-spdm-v%d.%d.*", v>>4, v&0xF)), 4)
-	p = append(p, make([]byte, CombinedPrefixSize-len(p)-len(context))...)
+	pad := CombinedPrefixSize - len(p) - len(context)
+	if pad < 0 {
+		return nil
+	}
+	p = append(p, make([]byte, pad)...)
 	return append(p, context...)
 }
