@@ -55,6 +55,7 @@ var bodyLimits = jsonLimits{
 		"started": 64, "finished": 64, "time": 64, "platform": 16, "boot_binding": 64,
 		"cert_chain": 2 * MaxChainSize, "request": 2 * MaxMessageSize,
 		"response": 2 * MaxMessageSize, "transcript": 2 * MaxMessageSize, "value": 2 * 0xFFFF,
+		"eat_da": MaxReportSize,
 	},
 	defaultStringCap: 8 << 10,
 }

@@ -135,6 +135,12 @@ type Body struct {
 	// Devices are the device evidence, one per configured device, in
 	// configuration order, failed devices included.
 	Devices []Device `json:"devices"`
+	// EATDA is the devices as an EAT-DA claims set (CBOR, package
+	// evidence/eatda): the guest encodes it from this body's fields
+	// before sealing, and a verifier requires exactly that encoding.
+	// Absent when the body cannot be one (a nonce outside 8..64 bytes,
+	// no device that passed, a chain from a slot other than 0).
+	EATDA Hex `json:"eat_da,omitempty"`
 
 	// deviceBytes[i] is the exact JSON of Devices[i] inside the body.
 	deviceBytes [][]byte

@@ -7,10 +7,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/devattest/devattest/evidence"
+	"github.com/devattest/devattest/evidence/eatda"
 	"github.com/devattest/devattest/guest/platform"
 )
 
@@ -169,6 +171,12 @@ func bootOf(rep *evidence.Report) *evidence.Boot {
 // failure in Platform.Error (outside the signed body) and an ErrPlatform.
 func sealReport(ctx context.Context, att platform.Attester, body *evidence.Body) (*evidence.Report, error) {
 	body.Created = time.Now().UTC()
+	body.EATDA = nil
+	if t, err := eatda.EncodeBody(body); err == nil {
+		body.EATDA = t // sealed with the body, so the platform report covers it
+	} else {
+		slog.Warn("the report carries no EAT-DA claims set", "err", err)
+	}
 	rep, err := evidence.NewReport(body)
 	if err != nil {
 		return nil, err

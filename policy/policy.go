@@ -11,6 +11,7 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -54,6 +55,11 @@ type Policy struct {
 	// (its devices and trust anchors), so a verifier knows which anchors
 	// the guest enforced.
 	GuestPolicyDigest HexBytes `yaml:"guest_policy_digest"`
+	// ReferenceValuesAnchor is the certificate file (PEM) a signed CoRIM's
+	// signer must chain to, for rules that name none (policy/corimrefs.go).
+	ReferenceValuesAnchor string `yaml:"reference_values_anchor"`
+
+	digest [32]byte // SHA-256 of the policy file's bytes (Digest)
 }
 
 // DeviceRule is what one device (or, for the default rule, any device
@@ -77,6 +83,13 @@ type DeviceRule struct {
 	Pin *Pin `yaml:"pin"`
 	// ReferenceMeasurements are the accepted values of measurement blocks.
 	ReferenceMeasurements []ReferenceMeasurement `yaml:"reference_measurements"`
+	// ReferenceValues is a signed CoRIM file whose reference values become
+	// ReferenceMeasurements (policy/corimrefs.go); the other three fields
+	// name its signer's anchor, the class to take, and allow an unsigned one.
+	ReferenceValues              string `yaml:"reference_values"`
+	ReferenceValuesAnchor        string `yaml:"reference_values_anchor"`
+	ReferenceValuesClass         string `yaml:"reference_values_class"`
+	AllowUnsignedReferenceValues bool   `yaml:"allow_unsigned_reference_values"`
 	// RequireSession requires a secure session that was ended cleanly.
 	RequireSession bool `yaml:"require_session"`
 	// RequireIDE requires IDE keys programmed and a key set in use, with
@@ -401,6 +414,7 @@ func parse(b []byte, dir string, devicesOnly bool) (*Policy, error) {
 	if err := p.check(dir, devicesOnly); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
+	p.digest = sha256.Sum256(b)
 	return &p, nil
 }
 
@@ -427,6 +441,9 @@ func (p *Policy) check(dir string, devicesOnly bool) error {
 			return fmt.Errorf("%s.label: %q repeated", key, r.Label)
 		default:
 			seen[r.Label] = true
+		}
+		if err := r.loadReferenceValues(key, dir, p.ReferenceValuesAnchor); err != nil {
+			return err
 		}
 		if err := r.check(key, dir); err != nil {
 			return err

@@ -67,7 +67,8 @@ func VerifyReport(report []byte, p *Policy, nonce []byte) Verdict {
 // and the body, parsed from those bytes. The checks: the body's format;
 // the nonce; the platform kind (body, policy and signed report agree);
 // the platform report and rules (CheckPlatform); the boot binding
-// (checkBootBinding); the guest policy digest; every device against its
+// (checkBootBinding); the guest policy digest; the EAT-DA claims set
+// (checkEATDA); every device against its
 // rule (CheckDevice); every labelled rule's device present.
 func (p *Policy) Verify(rep *evidence.Report, nonce []byte) Verdict {
 	var out []Result
@@ -120,6 +121,8 @@ func (p *Policy) Verify(rep *evidence.Report, nonce []byte) Verdict {
 	why, err := p.checkBootBinding(body, facts)
 	add(SubjectPlatform, CheckBootBinding, err, why)
 	add(SubjectReport, CheckGuestPolicy, p.checkGuestPolicy(body), guestPolicyPass(p, body))
+	eatWhy, eatErr := checkEATDA(body)
+	add(SubjectReport, CheckEATDA, eatErr, eatWhy)
 	present := map[string]bool{}
 	for _, d := range body.Devices {
 		present[d.Label] = true

@@ -205,5 +205,18 @@ if [ -n "${SPDM_DUMP_BIN:-}" ]; then
     | grep -E 'KEY_EXCHANGE|MEASUREMENTS|END_SESSION'
 fi
 echo "   (the key log $out/refused.keys decrypts those sessions: delete it after debugging)"
+
+echo "== the standard formats: the report's EAT-DA token, a signed CoRIM of its devices, the verdict as an EAR"
+rm -rf "$out/formats" && mkdir -p "$out/formats"
+openssl ecparam -name prime256v1 -genkey -noout -out "$out/formats/signer.key"
+openssl req -new -x509 -key "$out/formats/signer.key" -subj "/CN=devattest demo signer" -days 2 \
+  -out "$out/formats/signer.pem" 2>/dev/null
+bin/devattest export --eat-da "$out/report.json" --out "$out/formats/token.cbor"
+bin/devattest policy init --from "$out/report.json" --out "$out/formats/policy.yaml" \
+  --snp-ark "$out/snp-ark.der" --snp-ask "$out/snp-ask.der" \
+  --corim "$out/formats/refs.cbor" --corim-key "$out/formats/signer.key" --corim-cert "$out/formats/signer.pem"
+bin/devattest verify "$out/report.json" --policy "$out/policy.yaml" --nonce "$(cat "$out/nonce.hex")" \
+  --ear "$out/formats/ear.jwt" --ear-key "$out/formats/signer.key" > /dev/null
+echo "   (token.cbor, refs.cbor and ear.jwt in $out/formats; see README, Standard formats)"
 echo
 echo "audit log: $out/shim.log"

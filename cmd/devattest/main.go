@@ -16,8 +16,9 @@ const usage = `usage: devattest <command> [flags]
 commands:
   devsim   serve an emulated VF (DOE mailbox, SPDM responder) over the socket framing
   probe    talk to a DOE mailbox (devsim, the shim, libspdm's spdm_responder_emu)
-  verify   verify a combined report against a policy: devattest verify REPORT --policy FILE [--nonce HEX] [--json]
+  verify   verify a combined report against a policy: devattest verify REPORT --policy FILE [--nonce HEX] [--json] [--ear FILE --ear-key KEY]
   inspect  show a combined report for a person: devattest inspect REPORT
+  export   write a report's EAT-DA claims set: devattest export --eat-da REPORT [--out FILE]
   policy   write a starting policy from a report: devattest policy init --from REPORT --out FILE
   dump     decode a capture (--pcap): devattest dump FILE.pcap [--keylog FILE] [--json]
   relay    stand in for a hostile host between guest and shim: devattest relay --listen ADDR --upstream ADDR --mode MODE
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runVerify(args[1:], stdout, stderr)
 	case "inspect":
 		return runInspect(args[1:], stdout, stderr)
+	case "export":
+		return runExport(args[1:], stdout, stderr)
 	case "policy":
 		return runPolicy(args[1:], stdout, stderr)
 	case "relay":

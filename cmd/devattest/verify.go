@@ -77,11 +77,13 @@ func parseNonce(s string) ([]byte, error) {
 }
 
 func runVerify(args []string, stdout, stderr io.Writer) int {
-	fs := cli.NewFlagSet("verify", "devattest verify REPORT --policy FILE [--nonce HEX] [--json]")
+	fs := cli.NewFlagSet("verify", "devattest verify REPORT --policy FILE [--nonce HEX] [--json] [--ear FILE --ear-key KEY]")
 	fs.SetOutput(stderr)
 	policyPath := fs.String("policy", "", "the policy file (YAML)")
 	nonceHex := fs.String("nonce", "", "the nonce the report must answer, in hex (without it freshness fails)")
 	asJSON := fs.Bool("json", false, "print the verdict as JSON")
+	earOut := fs.String("ear", "", "also write the verdict as an EAR (signed JWT) to this file")
+	earKey := fs.String("ear-key", "", "the EAR signing key (ECDSA P-256 for ES256, P-384 for ES384; PEM)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return cli.ParseStatus(err)
@@ -122,6 +124,11 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	} else {
 		printVerdict(stdout, v)
 	}
+	if *earOut != "" {
+		if err := writeEAR(stderr, v, p, nonce, *earOut, *earKey); err != nil {
+			return cli.Fail(stderr, "devattest verify", err)
+		}
+	}
 	if !v.OK {
 		return 1
 	}
@@ -159,7 +166,7 @@ func printVerdict(w io.Writer, v policy.Verdict) {
 func runPolicy(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "init" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stdout, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
+			fmt.Fprintln(stdout, "usage: devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force] [--corim FILE (--corim-key KEY --corim-cert CERT | --corim-unsigned)]")
 			return cli.ExitOK
 		}
 		what := "missing"
@@ -168,7 +175,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		}
 		return cli.UsageError(stderr, "devattest policy", "the subcommand is %s: the only one is init", what)
 	}
-	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force]")
+	fs := cli.NewFlagSet("policy init", "devattest policy init --from REPORT --out FILE [--devices-only] [--snp-ark FILE --snp-ask FILE] [--tdx-root FILE] [--force] [--corim FILE (--corim-key KEY --corim-cert CERT | --corim-unsigned)]")
 	fs.SetOutput(stderr)
 	from := fs.String("from", "", "the report to start from")
 	out := fs.String("out", "", "the policy file to write (device roots are written next to it)")
@@ -178,9 +185,17 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.tdxRoot, "tdx-root", "", "TDX root CA file to trust instead of Intel's (test platforms)")
 	force := fs.Bool("force", false, "write a policy from a report that does not verify, and overwrite existing files")
 	fs.BoolVar(&o.devicesOnly, "devices-only", false, "write only the device rules: the guest's own policy (devattest-guest's policy:), without platform block or guest policy digest")
+	var co corimOptions
+	fs.StringVar(&co.out, "corim", "", "also write the devices' reference values as a CoRIM to this file")
+	fs.StringVar(&co.key, "corim-key", "", "the CoRIM signer's private key (PEM)")
+	fs.StringVar(&co.cert, "corim-cert", "", "the CoRIM signer's certificate, then its chain (PEM)")
+	fs.BoolVar(&co.unsigned, "corim-unsigned", false, "write the CoRIM unsigned (a verifier reads it only with allow_unsigned_reference_values)")
 	pos, err := parseArgs(fs, args[1:])
 	if err != nil {
 		return cli.ParseStatus(err)
+	}
+	if err := co.check(); err != nil {
+		return cli.UsageError(stderr, "devattest policy init", "%v", err)
 	}
 	switch {
 	case len(pos) != 0:
@@ -209,5 +224,12 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		return cli.Fail(stderr, "devattest policy init", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", *out)
+	if co.out != "" {
+		line, err := writeCoRIM(rep, co, *force)
+		if err != nil {
+			return cli.Fail(stderr, "devattest policy init", err)
+		}
+		fmt.Fprintln(stdout, line)
+	}
 	return 0
 }
