@@ -35,7 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/devattest/devattest/capture"
+	"github.com/devattest/devattest/cmd/internal/capture"
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"

@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/devattest/devattest/capture"
+	"github.com/devattest/devattest/cmd/internal/capture"
 	"github.com/devattest/devattest/cmd/internal/cli"
 )
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/devattest/devattest/capture"
+	"github.com/devattest/devattest/cmd/internal/capture"
 	"github.com/devattest/devattest/cmd/internal/cli"
 	"github.com/devattest/devattest/doe"
 )

@@ -6,7 +6,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/devattest/devattest/capture"
+	"github.com/devattest/devattest/cmd/internal/capture"
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/secchan"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/devattest/devattest/capture"
+	"github.com/devattest/devattest/cmd/internal/capture"
 	"github.com/devattest/devattest/doe"
 )
 

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/devattest/devattest/capture"
+	"github.com/devattest/devattest/cmd/internal/capture"
 )
 
 // Seeds: testdata/fuzz/FuzzDecode (pieces of corpus captures) and

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/devattest/devattest/capture"
+	"github.com/devattest/devattest/cmd/internal/capture"
 	"github.com/devattest/devattest/secchan"
 )
 
