@@ -33,7 +33,7 @@ type corpusJSON struct {
 
 func loadCorpus(t *testing.T, name string) (*corpusJSON, string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "secchan", "testdata", "libspdm", name+".json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "secchan", "testdata", "libspdm", name+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
