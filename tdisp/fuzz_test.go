@@ -1,0 +1,90 @@
+package tdisp
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/devattest/devattest/secchan"
+)
+
+// sampleMessages is one of every message type, for seeds and unit tests.
+func sampleMessages() []Message {
+	h := H(0xbeef)
+	caps := &Capabilities{bare: bare{h}, LockFlagsSupported: 7, DevAddrWidth: 48}
+	caps.ReqMsgSupported[0] = 0xFE
+	lr := &LockInterfaceResp{}
+	lr.Header = h
+	lr.Nonce[0] = 1
+	st := &Start{}
+	st.Header = h
+	st.Nonce[31] = 2
+	return []Message{
+		&GetVersion{bare{h}}, &VersionResp{bare: bare{h}, Versions: []uint8{Version10}},
+		&GetCapabilities{bare: bare{h}, TSMCaps: 1}, caps,
+		&LockInterface{bare: bare{h}, LockParams: LockParams{Flags: LockNoFWUpdate | LockMSIX, DefaultStreamID: 3, MMIOReportingOffset: 0xD0000000}},
+		lr, &GetReport{bare: bare{h}, Offset: 0x40, Length: 0x24},
+		&ReportResp{bare: bare{h}, Portion: []byte{1, 2, 3}, Remainder: 9},
+		&GetState{bare{h}}, &StateResp{bare: bare{h}, State: StateRun},
+		st, &StartResp{bare{h}}, &Stop{bare{h}}, &StopResp{bare{h}},
+		&ErrorResp{bare: bare{h}, Code: ErrInvalidNonce, Data: 7, Extended: []byte{0, 2, 1, 0}},
+	}
+}
+
+func sampleReport() *Report {
+	return &Report{
+		InterfaceInfo: InfoNoUpdateAfterLock | InfoDMAWithoutPASID, MSIXMessageControl: 0x8003,
+		Ranges: []MMIORange{
+			{FirstPage: 0xD0000, Pages: 16, RangeID: 0},
+			{FirstPage: 0xD0100, Pages: 1, Attributes: AttrMSIXTable, RangeID: 2},
+			{FirstPage: 0xD0101, Pages: 1, Attributes: AttrMSIXPBA | AttrNonTEEMem, RangeID: 2},
+		},
+		DeviceSpecific: []byte("devsim"),
+	}
+}
+
+// FuzzParse: Parse (every message decoder) accepts only whole messages,
+// which re-encode exactly.
+func FuzzParse(f *testing.F) {
+	for _, m := range sampleMessages() {
+		f.Add(m.Marshal())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if got := m.Marshal(); !bytes.Equal(got, b) {
+			t.Fatalf("%s re-encodes differently\n got % x\nwant % x", TypeName(m.Type()), got, b)
+		}
+	})
+}
+
+// FuzzParseReport: a report that decodes re-encodes exactly.
+func FuzzParseReport(f *testing.F) {
+	f.Add(sampleReport().Marshal())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseReport(b)
+		if err != nil {
+			return
+		}
+		if got := r.Marshal(); !bytes.Equal(got, b) {
+			t.Fatalf("report re-encodes differently\n got % x\nwant % x", got, b)
+		}
+	})
+}
+
+// FuzzUnwrapResponse: the VENDOR_DEFINED wrapping of a TDISP response.
+func FuzzUnwrapResponse(f *testing.F) {
+	for _, m := range sampleMessages() {
+		f.Add(WrapResponse(secchan.V12, m))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, body, err := UnwrapResponse(b)
+		if err != nil {
+			return
+		}
+		if got := payload(body).Response(v).Marshal(); !bytes.Equal(got, b) {
+			t.Fatalf("re-wrapping differs\n got % x\nwant % x", got, b)
+		}
+	})
+}
