@@ -2,6 +2,7 @@ package tdisp
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/devattest/devattest/secchan"
@@ -85,6 +86,37 @@ func FuzzUnwrapResponse(f *testing.F) {
 		}
 		if got := payload(body).Response(v).Marshal(); !bytes.Equal(got, b) {
 			t.Fatalf("re-wrapping differs\n got % x\nwant % x", got, b)
+		}
+	})
+}
+
+// FuzzResponder: any TDISP message into a device never panics, and every
+// answer is a TDISP message for the same interface.
+func FuzzResponder(f *testing.F) {
+	for _, m := range sampleMessages() {
+		f.Add(m.Marshal())
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := NewResponder(ResponderConfig{FunctionID: 0xbeef, LockFlagsSupported: 7,
+			Report: func(LockParams) (*Report, error) { return sampleReport(), nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Lock first so that report and start paths are reachable.
+		lock := &LockInterface{bare: bare{H(0xbeef)}}
+		if _, err := r.Handle(context.Background(), 1, WrapRequest(secchan.V12, lock)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := r.Handle(context.Background(), 1, payload(body).Request(secchan.V12).Marshal())
+		if err != nil {
+			return
+		}
+		_, rb, err := UnwrapResponse(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(rb); err != nil {
+			t.Fatalf("answer does not parse: %v\n% x", err, rb)
 		}
 	})
 }
