@@ -19,7 +19,7 @@ import (
 // DefaultTDISPFunctionID is the INTERFACE_ID function ID of the VF's TDI
 // unless WithTDISPFunctionID says otherwise: 0xBEEF, the one spdm-emu's
 // requester addresses, so that its default flow runs against devsim.
-const DefaultTDISPFunctionID = 0xBEEF
+const DefaultTDISPFunctionID = tdisp.DefaultFunctionID
 
 // TDISPLockFlags are the LOCK_INTERFACE flags the VF supports (those of
 // libspdm's sample device).

@@ -29,6 +29,11 @@ var (
 	ErrState              = errors.New("tdisp: TDI in an unexpected state")
 )
 
+// DefaultFunctionID is the interface a requester addresses unless told
+// otherwise: 0xBEEF, the function ID spdm-emu's requester uses and
+// devsim's TDI answers to.
+const DefaultFunctionID = 0xBEEF
+
 // DefaultChunk is the portion length the requester asks for; a device
 // may send less (libspdm's sample device sends at most 0x40 bytes).
 const DefaultChunk = 0x400
