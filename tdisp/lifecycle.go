@@ -3,6 +3,7 @@ package tdisp
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // StepError names the lifecycle step that failed.
@@ -44,7 +45,11 @@ func (r *Requester) Bind(ctx context.Context, p LockParams, check func(*Report) 
 	if b.Versions, err = r.Version(ctx); err != nil {
 		return fail("GET_TDISP_VERSION", err)
 	}
-	step("GET_TDISP_VERSION", fmt.Sprintf("versions % x", b.Versions))
+	vs := make([]string, len(b.Versions))
+	for i, v := range b.Versions {
+		vs[i] = fmt.Sprintf("%d.%d", v>>4, v&0xF)
+	}
+	step("GET_TDISP_VERSION", "versions "+strings.Join(vs, ", "))
 	if b.Caps, err = r.Capabilities(ctx, 0); err != nil {
 		return fail("GET_TDISP_CAPABILITIES", err)
 	}
