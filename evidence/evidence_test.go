@@ -28,7 +28,7 @@ func sampleDevices() []Device {
 			Session: &Session{ID: 0xfffe0001, AEAD: "AES_256_GCM", Ended: true},
 			IDE: &IDE{KeySet: "K1", SubStreams: []string{"PR", "NPR", "CPL"}, RootPort: RootPortSimulated,
 				Steps: []IDEStep{{Name: "QUERY", Result: "ok"}}},
-			TDISP: &TDISP{FunctionID: 0xbeef, LockFlags: 5, MMIOReportingOffset: 1 << 40, InterfaceReport: bytes.Repeat([]byte{0xd0}, 100), State: "RUN"},
+			TDISP:   &TDISP{FunctionID: 0xbeef, LockFlags: 5, MMIOReportingOffset: 1 << 40, InterfaceReport: bytes.Repeat([]byte{0xd0}, 100), State: "RUN"},
 			Events:  []DeviceEvent{{Time: t0, Kind: "session lost", Message: "re-established <after> reset & retry"}},
 			Started: t0, Finished: t0.Add(time.Second),
 		},
