@@ -69,6 +69,10 @@ type tamperEnv struct {
 	pol  *policy.Policy
 	// base is the device evidence of the pass run.
 	base evidence.Device
+	// tdisp makes the guest lock and start the device's TDISP interface
+	// after IDE; faults are set on every fresh VF (tamper_tdisp_test.go).
+	tdisp  bool
+	faults devsim.Faults
 }
 
 // caseOutcome is what one relayed attestation produced.
@@ -102,6 +106,7 @@ func (l *tamperLane) stack(t *testing.T, env *tamperEnv, n int64) (string, func(
 	if err != nil {
 		t.Fatal(err)
 	}
+	vf.SetFaults(env.faults)
 	med := hostshim.NewMediator(vf.Driver(), hostshim.Options{VF: "devsim"})
 	srv := &doe.Server{Connect: med.Connect, ExchangeTimeout: 10 * time.Second}
 	addr := "unix:" + filepath.Join(l.dir, fmt.Sprintf("s%d.sock", n))
@@ -140,7 +145,7 @@ func (l *tamperLane) run(t *testing.T, env *tamperEnv, mode doe.RelayMode, budge
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ln) }()
 
-	cfg := &guest.Config{Platform: "fake-snp", IDE: true, Devices: []guest.DeviceConfig{
+	cfg := &guest.Config{Platform: "fake-snp", IDE: true, TDISP: env.tdisp, Devices: []guest.DeviceConfig{
 		{Label: tamperLabel, Shim: addr, Anchors: []*x509.Certificate{env.root}},
 	}}
 	nonce := []byte("tamper " + mode.String())
@@ -214,6 +219,9 @@ func writePolicy(t *testing.T, dir string, root *x509.Certificate, rep *evidence
 		fmt.Fprintf(&b, "      - index: %d\n        digest: [%x]\n", blk.Index, []byte(blk.Value))
 	}
 	b.WriteString("    require_session: true\n    require_ide: true\n    allow_simulated_root_port: true\n")
+	if d.TDISP != nil {
+		b.WriteString(tdispPolicy(t, d.TDISP))
+	}
 	fmt.Fprintf(&b, "platform:\n  kind: snp\n  allow_test_roots: true\n  snp:\n    measurement: [%s]\n    policy_debug_allowed: true\n", hex.EncodeToString(snp.GetMeasurement()))
 	b.WriteString("    min_tcb: {bootloader: 0, tee: 0, snp: 0, microcode: 0}\n")
 	b.WriteString("  roots:\n    snp_ark: ark.der\n    snp_ask: ask.der\n")
@@ -262,6 +270,8 @@ func sameEvidence(base, d evidence.Device) error {
 		return errors.New("no ended session")
 	case d.IDE == nil || d.IDE.KeySet != base.IDE.KeySet:
 		return errors.New("IDE key set differs")
+	case (base.TDISP == nil) != (d.TDISP == nil) || base.TDISP != nil && (!bytes.Equal(d.TDISP.InterfaceReport, base.TDISP.InterfaceReport) || d.TDISP.State != base.TDISP.State):
+		return errors.New("TDISP interface report or state differs")
 	}
 	for i, b := range d.Measurements.Blocks {
 		w := base.Measurements.Blocks[i]
