@@ -3,6 +3,7 @@ package tdisp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/devattest/devattest/secchan"
@@ -119,4 +120,21 @@ func FuzzResponder(f *testing.F) {
 			t.Fatalf("answer does not parse: %v\n% x", err, rb)
 		}
 	})
+}
+
+func TestUnwrapErrors(t *testing.T) {
+	m := WrapRequest(secchan.V12, &GetVersion{bare{H(1)}})
+	if _, _, err := UnwrapRequest(append(m, 0)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("trailing byte: %v", err)
+	}
+	ide := secchan.PCIPayload{VendorID: secchan.VendorIDPCISIG, Protocol: secchan.PCIProtocolIDEKM, Body: []byte{0, 0, 1}}
+	if _, _, err := UnwrapRequest(ide.Request(secchan.V12).Marshal()); !errors.Is(err, ErrNotTDISP) {
+		t.Errorf("IDE_KM: %v", err)
+	}
+	if _, _, err := UnwrapResponse(m); err == nil {
+		t.Error("a request unwrapped as a response")
+	}
+	if v, body, err := UnwrapRequest(m); err != nil || v != secchan.V12 || len(body) != HeaderSize {
+		t.Errorf("%v %d %v", v, len(body), err)
+	}
 }

@@ -29,38 +29,21 @@ func WrapResponse(v secchan.Version, m Message) []byte {
 	return payload(m.Marshal()).Response(v).Marshal()
 }
 
-// UnwrapRequest takes the TDISP message out of a whole
-// VENDOR_DEFINED_REQUEST (no bytes may follow it). An error wrapping
-// ErrNotTDISP means the message is valid but for someone else.
-func UnwrapRequest(msg []byte) (secchan.Version, []byte, error) {
-	return unwrap(msg, &secchan.VendorDefinedRequest{}, "VENDOR_DEFINED_REQUEST")
-}
+// UnwrapRequest takes the message out of a whole VENDOR_DEFINED_REQUEST
+// (no bytes may follow it). An error wrapping ErrNotTDISP means the message
+// is valid but for someone else.
+func UnwrapRequest(msg []byte) (secchan.Version, []byte, error) { return unwrap(msg, false) }
 
-// UnwrapResponse takes the TDISP message out of a whole
-// VENDOR_DEFINED_RESPONSE.
-func UnwrapResponse(msg []byte) (secchan.Version, []byte, error) {
-	return unwrap(msg, &secchan.VendorDefinedResponse{}, "VENDOR_DEFINED_RESPONSE")
-}
+// UnwrapResponse takes the message out of a whole VENDOR_DEFINED_RESPONSE.
+func UnwrapResponse(msg []byte) (secchan.Version, []byte, error) { return unwrap(msg, true) }
 
-type vendorMessage interface {
-	Decode(b []byte) (int, error)
-	PCI() (secchan.PCIPayload, error)
-}
-
-func unwrap(msg []byte, m vendorMessage, name string) (secchan.Version, []byte, error) {
-	n, err := m.Decode(msg)
-	if err != nil {
-		return 0, nil, err
-	}
-	if n != len(msg) {
-		return 0, nil, fmt.Errorf("%w: %d bytes after %s", ErrMalformed, len(msg)-n, name)
-	}
-	p, err := m.PCI()
-	if err != nil {
+func unwrap(msg []byte, response bool) (secchan.Version, []byte, error) {
+	v, body, err := secchan.UnwrapPCI(msg, secchan.PCIProtocolTDISP, response)
+	switch {
+	case errors.Is(err, secchan.ErrOtherPCIProtocol):
 		return 0, nil, fmt.Errorf("%w: %w", ErrNotTDISP, err)
+	case errors.Is(err, secchan.ErrTrailing):
+		return 0, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if p.VendorID != secchan.VendorIDPCISIG || p.Protocol != secchan.PCIProtocolTDISP {
-		return 0, nil, fmt.Errorf("%w: %v", ErrNotTDISP, p)
-	}
-	return secchan.Version(msg[0]), p.Body, nil
+	return v, body, err
 }
