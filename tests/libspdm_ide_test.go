@@ -15,19 +15,27 @@ import (
 	"github.com/devattest/devattest/tdisp"
 )
 
-// TestLibspdmResponderIDEKM runs our IDE_KM requester inside a
-// KEY_EXCHANGE session with libspdm's spdm_responder_emu (its sample
-// IDE_KM device: port 1 only after QUERY 1, zero-filled registers).
-func TestLibspdmResponderIDEKM(t *testing.T) {
+// libspdmSession starts spdm_responder_emu (no mutual authentication),
+// authenticates it and opens a KEY_EXCHANGE session, within a minute.
+func libspdmSession(t *testing.T) (context.Context, *secchan.Requester, *secchan.SecureSession) {
+	t.Helper()
 	bin := libspdmBin(t)
 	_, addr := startResponderEmu(t, bin, "--mut_auth", "NO", "--basic_mut_auth", "NO")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	q := authenticate(t, dialT(t, addr), trusting(libspdmRoot(t, bin, "ecp384")))
 	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, q, ss
+}
+
+// TestLibspdmResponderIDEKM runs our IDE_KM requester inside a
+// KEY_EXCHANGE session with libspdm's spdm_responder_emu (its sample
+// IDE_KM device: port 1 only after QUERY 1, zero-filled registers).
+func TestLibspdmResponderIDEKM(t *testing.T) {
+	ctx, q, ss := libspdmSession(t)
 	rp := &ide.SimRootPort{}
 	r, err := ide.NewRequester(ss, q.Negotiated().Version, rp)
 	if err != nil {

@@ -1,13 +1,10 @@
 package tests
 
 import (
-	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/devattest/devattest/ide"
-	"github.com/devattest/devattest/secchan"
 	"github.com/devattest/devattest/tdisp"
 )
 
@@ -23,15 +20,7 @@ import (
 // commit fixed, so a responder built from that copy would refuse this
 // requester's (correct) START with INVALID_NONCE.
 func TestLibspdmResponderTDISP(t *testing.T) {
-	bin := libspdmBin(t)
-	_, addr := startResponderEmu(t, bin, "--mut_auth", "NO", "--basic_mut_auth", "NO")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	q := authenticate(t, dialT(t, addr), trusting(libspdmRoot(t, bin, "ecp384")))
-	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, q, ss := libspdmSession(t)
 	v := q.Negotiated().Version
 	kr, err := ide.NewRequester(ss, v, &ide.SimRootPort{})
 	if err != nil {

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/devattest/devattest/doe"
 	"github.com/devattest/devattest/evidence"
 	"github.com/devattest/devattest/guest"
-	"github.com/devattest/devattest/guest/platform"
 	"github.com/devattest/devattest/ide"
 	"github.com/devattest/devattest/policy"
 	"github.com/devattest/devattest/secchan"
@@ -39,19 +37,9 @@ func tdispPolicy(t *testing.T, td *evidence.TDISP) string {
 
 func tdispEnv(t *testing.T) *tamperEnv {
 	t.Helper()
-	rootDER, ids, err := devsim.NewIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	att, err := platform.NewFakeSNP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tamperEnv{ids: ids, root: root, att: att, tdisp: true}
+	env := newTamperEnv(t)
+	env.tdisp = true
+	return env
 }
 
 // TestTamperTDISP: through `devattest relay`'s tamper mode, a bit flipped

@@ -75,6 +75,24 @@ type tamperEnv struct {
 	faults devsim.Faults
 }
 
+// newTamperEnv makes a fresh device identity and fake SEV-SNP platform.
+func newTamperEnv(t *testing.T) *tamperEnv {
+	t.Helper()
+	rootDER, ids, err := devsim.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := platform.NewFakeSNP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tamperEnv{ids: ids, root: root, att: att}
+}
+
 // caseOutcome is what one relayed attestation produced.
 type caseOutcome struct {
 	mode    doe.RelayMode
@@ -362,23 +380,11 @@ func (env *tamperEnv) judge(t *testing.T, out caseOutcome, budget time.Duration)
 // evidence equals the pass run's. No case may outlive its deadline, and
 // no goroutine may outlive the matrix.
 func TestTamperMatrix(t *testing.T) {
-	rootDER, ids, err := devsim.NewIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	att, err := platform.NewFakeSNP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newTamperEnv(t)
 	lanes := make([]*tamperLane, min(max(runtime.GOMAXPROCS(0), 2), 6))
 	for i := range lanes {
 		lanes[i] = newTamperLane(t)
 	}
-	env := &tamperEnv{ids: ids, root: root, att: att}
 
 	// The pass run: count the objects of one full flow and build the policy.
 	const budget = 4 * time.Second
@@ -387,7 +393,7 @@ func TestTamperMatrix(t *testing.T) {
 		t.Fatalf("pass run: %v", pass.err)
 	}
 	env.base = pass.rep.ParsedBody().Devices[0]
-	env.pol = writePolicy(t, lanes[0].dir, root, pass.rep, att.Roots())
+	env.pol = writePolicy(t, lanes[0].dir, env.root, pass.rep, env.att.Roots())
 	if got := env.judge(t, pass, budget); got != "ok" {
 		t.Fatalf("pass run: %s", got)
 	}
