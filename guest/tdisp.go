@@ -68,10 +68,11 @@ func (s *Service) recheckTDISP(ctx context.Context, d *device) error {
 		return err
 	}
 	st, err := q.State(ctx)
-	if err == nil && st != tdisp.StateRun {
-		err = fmt.Errorf("%w: interface 0x%x is %v, was RUN", tdisp.ErrState, d.base.TDISP.FunctionID, st)
-	}
 	if err != nil {
+		return err // the session's trouble: the caller drops it and retries
+	}
+	if st != tdisp.StateRun {
+		err = fmt.Errorf("%w: interface 0x%x is %v, was RUN", tdisp.ErrState, d.base.TDISP.FunctionID, st)
 		s.log.Warn("device interface left RUN", "device", d.cfg.Label, "err", err)
 		d.record(Event{Kind: EventTDISP, Message: err.Error()})
 		d.base.TDISP.State = st.String()

@@ -227,6 +227,12 @@ func (r *Responder) lock(session uint32, hb bare, p LockParams, body []byte, rep
 	if r.cfg.StreamSecure != nil && !r.cfg.StreamSecure(p.DefaultStreamID) {
 		return r.fail(body, ErrInvalidRequest, 1)
 	}
+	var raw []byte
+	if err == nil {
+		if raw = rep.Marshal(); len(raw) > MaxReportSize {
+			err = errors.New("report too large")
+		}
+	}
 	if err != nil {
 		return r.fail(body, ErrInvalidDeviceConfiguration, 0)
 	}
@@ -236,7 +242,7 @@ func (r *Responder) lock(session uint32, hb bare, p LockParams, body []byte, rep
 		return r.fail(body, ErrInsufficientEntropy, 0)
 	}
 	resp.Nonce = r.nonce
-	r.report = rep.Marshal()
+	r.report = raw
 	r.params = p
 	r.session = session
 	r.armed = true

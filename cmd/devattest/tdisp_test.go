@@ -52,3 +52,10 @@ func TestTDISPPolicyInitVerifyInspect(t *testing.T) {
 		t.Fatalf("inspect: %d\n%s%s", code, out, errOut)
 	}
 }
+
+func TestDevsimTDISPFaultFlag(t *testing.T) {
+	code, _, errOut := runCmd("devsim", "--tdisp-fault", "sometimes")
+	if code != 1 || !strings.Contains(errOut, "want none, after-lock or while-running") {
+		t.Fatalf("devsim --tdisp-fault sometimes: %d %s", code, errOut)
+	}
+}
