@@ -167,7 +167,7 @@ func inspectDevice(w io.Writer, d evidence.Device) {
 		if r, err := tdisp.ParseReport(t.InterfaceReport); err != nil {
 			fmt.Fprintf(w, "    report (%d bytes) does not decode: %v\n", len(t.InterfaceReport), err)
 		} else {
-			fmt.Fprintf(w, "    report (%d bytes)\n", len(t.InterfaceReport))
+			fmt.Fprintf(w, "    report (%d bytes, read inside the secure session: the guest vouches for it, the device did not sign it)\n", len(t.InterfaceReport))
 			printReport(w, "    ", r)
 		}
 	}
