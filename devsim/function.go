@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/tdisp"
 )
 
 // Config-space layout of the emulated function. The extended capability
@@ -58,6 +59,11 @@ type Function struct {
 	// mailbox handlers (IDE keys) is lost on a reset too.
 	resetHooks []func()
 	spdm       Handler // WithSPDM, for NewVF
+	// configHooks hear host changes to the memory configuration
+	// (config.go); tdi is the function's TDISP interface, if any.
+	configHooks []func(what string)
+	tdi         *tdisp.Responder
+	tdiID       *uint32 // WithTDISPFunctionID
 
 	// MaxRequestDW bounds an incoming object; beyond it the mailbox sets
 	// Error, as a device with a finite buffer does.
@@ -111,6 +117,7 @@ func New(opts ...Option) *Function {
 	binary.LittleEndian.PutUint32(s[DOEOffset:], doe.ExtCapIDDOE|DOEVersion<<16)
 	// DOE Capabilities: interrupt support, message number 0.
 	binary.LittleEndian.PutUint32(s[DOEOffset+doe.RegCapabilities:], 1)
+	f.initMemoryConfig()
 	for _, o := range opts {
 		o(f)
 	}
@@ -171,16 +178,27 @@ func (f *Function) ReadConfig32(off int) (uint32, error) {
 	return binary.LittleEndian.Uint32(f.static[off:]), nil
 }
 
-// WriteConfig32 implements doe.ConfigSpace. Writes outside the DOE
-// registers are ignored, as writes to read-only registers are.
+// WriteConfig32 implements doe.ConfigSpace. Besides the DOE registers,
+// the host may write the BARs, the command register and MSI-X Message
+// Control (config.go); other writes are ignored, as writes to read-only
+// registers are.
 func (f *Function) WriteConfig32(off int, v uint32) error {
 	if off < 0 || off > doe.ConfigSpaceSize-4 || off%4 != 0 {
 		return fmt.Errorf("%w: devsim: offset 0x%x is not an aligned DW", doe.ErrConfigSpace, off)
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if off >= DOEOffset+doe.RegControl && off < DOEOffset+doe.CapabilitySize {
 		f.writeDOE(off-DOEOffset, v)
+		f.mu.Unlock()
+		return nil
+	}
+	changed := f.writableConfig(off, v)
+	hooks := f.configHooks
+	f.mu.Unlock()
+	if changed != "" {
+		for _, h := range hooks { // outside f.mu: a hook may read the configuration
+			h(changed)
+		}
 	}
 	return nil
 }

@@ -2,10 +2,11 @@ package devsim
 
 // IDE_KM for the emulated VF: an ide.Responder answers the PCI-SIG
 // IDE_KM VENDOR_DEFINED_REQUESTs that arrive inside the SPDM responder's
-// secure sessions; other vendor-defined requests (TDISP, CXL) get
-// ERROR(UnsupportedRequest). The programmed keys stay in this process,
-// readable only by the simulated link: in process (ide.Responder.Port), or
-// over DOE through ide.LinkProtocol, where only protected TLPs cross.
+// secure sessions; TDISP goes to the VF's TDI (tdisp.go), and other
+// vendor-defined requests (CXL) get ERROR(UnsupportedRequest). The
+// programmed keys stay in this process, readable only by the simulated
+// link: in process (ide.Responder.Port), or over DOE through
+// ide.LinkProtocol, where only protected TLPs cross.
 
 import (
 	"github.com/devattest/devattest/ide"

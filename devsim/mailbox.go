@@ -40,6 +40,10 @@ type Faults struct {
 	NeverRespond bool
 	// IgnoreAbort makes Abort do nothing (a wedged device).
 	IgnoreAbort bool
+	// TDISPChangeAfterLock and TDISPChangeWhileRunning play a host that
+	// moves BAR0 right after the TDI is locked, or right after it is
+	// started (tdisp.go): the TDI goes to ERROR.
+	TDISPChangeAfterLock, TDISPChangeWhileRunning bool
 }
 
 // SetFaults replaces the active faults.

@@ -59,8 +59,9 @@ const SPDMVFCaps = secchan.CapCert | secchan.CapChal | secchan.CapMeasSig | secc
 // NewSPDMVF returns a VF whose CMA/SPDM handler is a real SPDM responder
 // for ids and meas, with secure sessions (SPDMVFCaps, the sample PSK):
 // secured CMA/SPDM objects go to the same responder. Inside a session it
-// answers IDE_KM with a fresh ide.Responder (DefaultIDEConfig); use
-// NewIDESPDMVF to hold that responder. Discovery also lists
+// answers IDE_KM with a fresh ide.Responder (DefaultIDEConfig; use
+// NewIDESPDMVF to hold that responder) and TDISP for one interface
+// (tdisp.go, Function.TDI). Discovery also lists
 // ide.LinkProtocol, the device end of the simulated IDE link
 // (simulation only, under the emulator vendor ID): a root-port end
 // elsewhere sends it protected TLPs and gets protected TLPs back, so the
@@ -78,6 +79,7 @@ func NewSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, opts ..
 // (ide.LinkProtocol, listed in discovery) reaches its ports' keys.
 func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, idekm *ide.Responder, opts ...Option) (*Function, *secchan.Responder, error) {
 	opts = append(opts[:len(opts):len(opts)], WithResetHook(idekm.Reset))
+	var vendor secchan.VendorHandler // set once the function exists
 	caps := SPDMVFCaps
 	if meas == nil {
 		caps &^= secchan.CapMeasSig
@@ -87,12 +89,16 @@ func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, idekm *
 		Identities:    ids,
 		Measurements:  meas,
 		PSKs:          map[string][]byte{SamplePSKHint: []byte(SamplePSK)},
-		VendorHandler: idekm.Handle,
+		VendorHandler: func(ctx context.Context, sid uint32, req []byte) ([]byte, error) { return vendor(ctx, sid, req) },
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	f := NewVF(append(opts[:len(opts):len(opts)], WithSPDM(rsp))...)
+	if err := f.newTDI(idekm); err != nil {
+		return nil, nil, err
+	}
+	vendor = f.vendorMux(idekm)
 	_ = f.Handle(doe.ProtocolSecuredCMA, HandlerFunc(rsp.HandleSecuredDOE))
 	_ = f.Handle(ide.LinkProtocol, HandlerFunc(ide.DeviceLinkHandler(idekm)))
 	return f, rsp, nil

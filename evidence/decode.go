@@ -55,7 +55,8 @@ var bodyLimits = jsonLimits{
 		"started": 64, "finished": 64, "time": 64, "platform": 16, "boot_binding": 64,
 		"cert_chain": 2 * MaxChainSize, "request": 2 * MaxMessageSize,
 		"response": 2 * MaxMessageSize, "transcript": 2 * MaxMessageSize, "value": 2 * 0xFFFF,
-		"eat_da": MaxReportSize,
+		"eat_da":           MaxReportSize,
+		"interface_report": 2 * 0xFFFF, // a TDISP report has 16-bit offsets
 	},
 	defaultStringCap: 8 << 10,
 }
@@ -392,6 +393,9 @@ func (d *Device) validate() error {
 		}
 		if d.Measurements == nil || len(d.CertChain) == 0 {
 			return fmt.Errorf("%q: status ok without a certificate chain and signed measurements", d.Label)
+		}
+		if d.TDISP != nil && (len(d.TDISP.InterfaceReport) == 0 || d.TDISP.State == "") {
+			return fmt.Errorf("%q: status ok with a TDISP interface without its report or state", d.Label)
 		}
 	case StatusFailed:
 		if d.FailedStep == "" {

@@ -193,6 +193,9 @@ type Device struct {
 	Session *Session `json:"session,omitempty"`
 	// IDE is the IDE_KM state after keying (never keys).
 	IDE *IDE `json:"ide,omitempty"`
+	// TDISP is the TEE device interface the guest locked, read and
+	// started over the session (TDISP 1.0), absent when it ran no TDISP.
+	TDISP *TDISP `json:"tdisp,omitempty"`
 	// Events are what the guest saw happen to the device since its
 	// previous report: measurement changes, lost and re-established
 	// sessions.
@@ -280,6 +283,23 @@ const RootPortSimulated = "simulated root port"
 type IDEStep struct {
 	Name   string `json:"name"`
 	Result string `json:"result"` // "ok", "skipped: ...", "failed: ..."
+}
+
+// TDISP is a TEE device interface (TDI) as the guest left it: which
+// interface, the LOCK_INTERFACE parameters it asked for, the device
+// interface report exactly as the device sent it (the whole
+// DEVICE_INTERFACE_REPORT structure, put together from its portions; a
+// verifier decodes it with tdisp.ParseReport) and the TDI state the guest
+// last read ("CONFIG_UNLOCKED", "CONFIG_LOCKED", "RUN", "ERROR"). The
+// report came inside the authenticated secure session; the START nonce
+// never appears.
+type TDISP struct {
+	FunctionID          uint32 `json:"function_id"`
+	LockFlags           uint16 `json:"lock_flags"`
+	DefaultStream       uint8  `json:"default_stream"`
+	MMIOReportingOffset uint64 `json:"mmio_reporting_offset"`
+	InterfaceReport     Hex    `json:"interface_report"`
+	State               string `json:"state"`
 }
 
 // DeviceEvent is one thing that happened to a device between reports.

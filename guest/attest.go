@@ -62,6 +62,7 @@ func AttestWith(ctx context.Context, cfg *Config, att platform.Attester, ownerNo
 	for i := range cfg.Devices {
 		dc := cfg.Devices[i]
 		dc.IDE = dc.IDE || cfg.IDE
+		dc.TDISP = dc.TDISP || cfg.TDISP
 		wg.Go(func() { devs[i], errs[i] = AttestDevice(ctx, dc, ownerNonce) })
 	}
 	wg.Wait()

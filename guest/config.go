@@ -26,6 +26,7 @@ import (
 //
 //	platform: auto          # fake-snp, fake-tpm, snp, tdx, tpm or auto
 //	ide: true               # key IDE on every device (default false)
+//	tdisp: true             # then lock and start every device's TDISP interface (needs ide)
 //	devices:
 //	  - label: "0000:01:00.1"
 //	    shim: vsock:2:7000  # unix:PATH, HOST:PORT or vsock:CID:PORT
@@ -51,6 +52,7 @@ import (
 type Config struct {
 	Platform string         `yaml:"platform"`
 	IDE      bool           `yaml:"ide"`
+	TDISP    bool           `yaml:"tdisp"`
 	Devices  []DeviceConfig `yaml:"devices"`
 	// Policy is the path of a policy file whose device rules the guest
 	// enforces (relative to the configuration file).
@@ -91,6 +93,12 @@ type DeviceConfig struct {
 	TrustAnchors []string `yaml:"trust_anchors"`
 	// IDE keys IDE on this device (also set by Config.IDE).
 	IDE bool `yaml:"ide"`
+	// TDISP locks, reads and starts the device's TEE device interface
+	// after IDE keying (also set by Config.TDISP; needs IDE: the lock
+	// binds the keyed stream). TDISPFunctionID is the interface's
+	// function ID (default tdisp.DefaultFunctionID).
+	TDISP           bool    `yaml:"tdisp"`
+	TDISPFunctionID *uint32 `yaml:"tdisp_function_id"`
 
 	// Anchors are the loaded trust anchors (LoadAnchors fills them from
 	// TrustAnchors; tests may set them directly).
@@ -171,6 +179,10 @@ func ParseConfig(b []byte, dir string) (*Config, error) {
 			}
 		}
 		d.IDE = d.IDE || c.IDE
+		d.TDISP = d.TDISP || c.TDISP
+		if d.TDISP && !d.IDE {
+			return nil, fmt.Errorf("%w: device %q: tdisp needs ide (LOCK_INTERFACE binds the keyed IDE stream)", ErrConfig, d.Label)
+		}
 	}
 	if c.Policy != "" && !filepath.IsAbs(c.Policy) && dir != "" {
 		c.Policy = filepath.Join(dir, c.Policy)

@@ -15,6 +15,8 @@
 //	GET_MEASUREMENTS  all blocks, signed, inside the session, with the SPDM
 //	                  nonce derived from the owner's nonce (SPDMNonce)
 //	IDE_KM            optional: ide.RunCheck with a simulated root port
+//	TDISP             optional, after IDE_KM: lock the device interface on
+//	                  the keyed stream, read and check its report, start it
 //	END_SESSION
 //
 // Attest runs every device concurrently, then extends the boot binding
@@ -51,6 +53,7 @@ const (
 	StepKeyExchange     = "KEY_EXCHANGE"
 	StepMeasurements    = "GET_MEASUREMENTS"
 	StepIDE             = "IDE_KM"
+	StepTDISP           = "TDISP"
 	StepEndSession      = "END_SESSION"
 	StepPolicy          = "policy"
 	certSlot            = 0
@@ -152,9 +155,15 @@ func AttestDevice(ctx context.Context, dev DeviceConfig, ownerNonce []byte) (evi
 	}
 
 	if dev.IDE {
-		d.IDE, err = keyIDE(ctx, ss, neg.Version)
+		d.IDE, err = keyIDE(ctx, ss, neg.Version, dev.TDISP)
 		if err != nil {
 			return failInSession(StepIDE, err)
+		}
+	}
+	if dev.TDISP {
+		d.TDISP, err = bindTDISP(ctx, ss, neg.Version, &dev, d.IDE.Stream)
+		if err != nil {
+			return failInSession(StepTDISP, err)
 		}
 	}
 
@@ -291,13 +300,14 @@ func openDevice(ctx context.Context, dev *DeviceConfig, d *evidence.Device) (_ *
 // ide.SimRootPort, the simulated root port standing in for whatever the
 // platform trusts to program a real one (a TSM, trusted firmware); it
 // never goes to the host. The link steps are skipped: the device end of
-// the simulated link is not forwarded by the shim.
-func keyIDE(ctx context.Context, ss *secchan.SecureSession, v secchan.Version) (*evidence.IDE, error) {
+// the simulated link is not forwarded by the shim. With keep, K1 stays in
+// use for the TDISP interface bound to the stream next.
+func keyIDE(ctx context.Context, ss *secchan.SecureSession, v secchan.Version, keep bool) (*evidence.IDE, error) {
 	const port, stream = 0, 0
 	rp := &ide.SimRootPort{}
 	defer rp.Zero()
 	steps, err := ide.RunCheck(ctx, ss, rp, ide.CheckOptions{Version: v, Port: port, Stream: stream,
-		SkipReason: "the device end of the simulated link is not reachable through the shim"})
+		SkipReason: "the device end of the simulated link is not reachable through the shim", KeepKeys: keep})
 	out := &evidence.IDE{Port: port, Stream: stream, RootPort: simulatedRootPort, Steps: []evidence.IDEStep{}}
 	for _, s := range ide.SubStreams {
 		out.SubStreams = append(out.SubStreams, s.String())

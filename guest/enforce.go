@@ -54,7 +54,7 @@ func enforce(dev *DeviceConfig, d evidence.Device, ownerNonce []byte, skip ...st
 // beforeKeys are the checks that cannot pass before IDE is keyed and the
 // session ended: enforcing the rest first keeps a device whose chain or
 // measurements the policy refuses from ever getting IDE keys.
-var beforeKeys = []string{policy.CheckSession, policy.CheckIDE}
+var beforeKeys = []string{policy.CheckSession, policy.CheckIDE, policy.CheckTDISP, policy.CheckTDISPInfo, policy.CheckTDISPMMIO}
 
 // standing are the checks a daemon's evidence skips: it measures inside a
 // session it keeps open for the next re-measurement, so a rule's "session

@@ -168,6 +168,7 @@ func NewService(cfg *Config, o ServiceOptions) (*Service, error) {
 	}
 	for _, dc := range cfg.Devices {
 		dc.IDE = dc.IDE || cfg.IDE
+		dc.TDISP = dc.TDISP || cfg.TDISP
 		s.devs = append(s.devs, &device{
 			cfg: dc, sem: make(chan struct{}, 1),
 			state: DeviceState{Label: dc.Label, Required: dc.IsRequired(), Status: StatusPending, Events: []Event{}},
@@ -382,6 +383,10 @@ func (s *Service) measureLocked(ctx context.Context, d *device, ownerNonce []byt
 	if d.conn != nil {
 		m, err := s.measureConn(ctx, d, nonce)
 		if err == nil {
+			if err := s.recheckTDISP(ctx, d); err != nil {
+				s.drop(ctx, d)
+				return s.failed(d, StepTDISP, err, started)
+			}
 			return s.measured(ctx, d, m, started, ownerNonce)
 		}
 		s.log.Warn("device session lost", "device", d.cfg.Label, "err", err)
@@ -453,11 +458,19 @@ func (s *Service) keyIDE(ctx context.Context, d *device) (string, error) {
 	}
 	kctx, cancel := context.WithTimeout(ctx, s.devTimeout)
 	defer cancel()
-	ideState, err := keyIDE(kctx, d.conn.ss, d.conn.neg.Version)
+	ideState, err := keyIDE(kctx, d.conn.ss, d.conn.neg.Version, d.cfg.TDISP)
 	d.base.IDE = ideState
 	if err != nil {
 		s.drop(ctx, d)
 		return StepIDE, err
+	}
+	if !d.cfg.TDISP {
+		return "", nil
+	}
+	d.base.TDISP, err = bindTDISP(kctx, d.conn.ss, d.conn.neg.Version, &d.cfg, ideState.Stream)
+	if err != nil {
+		s.drop(ctx, d)
+		return StepTDISP, err
 	}
 	return "", nil
 }

@@ -50,6 +50,10 @@ type CheckOptions struct {
 	// SkipReason is the Detail of skipped link steps (default: "no device
 	// end of the simulated link").
 	SkipReason string
+	// KeepKeys leaves K1 in use at the end instead of stopping it, for a
+	// caller that binds the stream next (TDISP's LOCK_INTERFACE binds its
+	// default stream, which must be keyed).
+	KeepKeys bool
 }
 
 // RunCheck runs the IDE_KM check over sess with root port rp (normally a
@@ -134,7 +138,15 @@ func RunCheck(ctx context.Context, sess Session, rp RootPort, o CheckOptions) (s
 			}
 			return "", nil
 		}) &&
-		run("K_SET_STOP K1", func() (string, error) { return "", q.Stop(ctx, o.Port, o.Stream) })
+		stopK1(ctx, q, o, &steps, run)
 	_ = ok
 	return steps, err
+}
+
+func stopK1(ctx context.Context, q *Requester, o CheckOptions, steps *[]Step, run func(string, func() (string, error)) bool) bool {
+	if o.KeepKeys {
+		*steps = append(*steps, Step{Name: "K_SET_STOP K1", Skipped: true, Detail: "K1 kept in use for the TDISP interface"})
+		return true
+	}
+	return run("K_SET_STOP K1", func() (string, error) { return "", q.Stop(ctx, o.Port, o.Stream) })
 }

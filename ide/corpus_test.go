@@ -2,44 +2,18 @@ package ide
 
 import (
 	"bytes"
-	"crypto"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
+	"github.com/devattest/devattest/tests/spdmcorpus"
 	"github.com/devattest/devattest/secchan"
 )
 
 // The golden corpus v12-ide-km (a copy of secchan/testdata/libspdm): DMTF
 // spdm-emu's requester and responder running PCI IDE_KM, TDISP, CXL
-// IDE_KM and CXL TSP inside SPDM sessions. The session keys are derived
-// here with secchan's exported key schedule from the input key material
-// and the transcript hashes libspdm printed (secchan's own corpus test
-// recomputes those hashes from the captured bytes), and the records are
-// replayed in order with the key updates, as secchan/corpus_session_test.go
-// does.
-
-type corpusJSON struct {
-	Messages []struct {
-		Dir     string `json:"dir"`
-		DOEType int    `json:"doe_type"`
-		Hex     string `json:"hex"`
-	} `json:"messages"`
-	Sessions []struct {
-		SessionID string `json:"session_id"`
-		Type      string `json:"type"`
-		Exchange  int    `json:"exchange_message_index"`
-		DHESecret string `json:"dhe_secret"`
-		PSK       string `json:"psk"`
-		TH1       string `json:"th1"`
-		TH2       string `json:"th2"`
-	} `json:"sessions"`
-}
+// IDE_KM and CXL TSP inside SPDM sessions, decrypted by spdmcorpus.
 
 type corpusMsg struct {
 	index int
@@ -47,118 +21,16 @@ type corpusMsg struct {
 	msg   []byte // the decrypted SPDM message
 }
 
-func mustHex(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // corpusSessionMessages decrypts every secured record of the corpus.
 func corpusSessionMessages(t *testing.T) []corpusMsg {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "v12-ide-km.json"))
+	msgs, err := spdmcorpus.SessionMessages(filepath.Join("testdata", "v12-ide-km.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c corpusJSON
-	if err := json.Unmarshal(raw, &c); err != nil {
-		t.Fatal(err)
-	}
-	ks := secchan.KeySchedule{Version: secchan.V12, Hash: crypto.SHA384, AEAD: secchan.AEADAES256GCM}
-	type views struct{ req, rsp *secchan.Session }
-	starts := map[int]int{}
-	for i, s := range c.Sessions {
-		starts[s.Exchange+1] = i
-	}
-	active := map[uint32]*views{}
-	var out []corpusMsg
-	var pendingKU uint8
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, m := range c.Messages {
-		if si, ok := starts[i]; ok {
-			js := c.Sessions[si]
-			id64, err := strconv.ParseUint(js.SessionID, 16, 32)
-			must(err)
-			psk := js.Type == "psk"
-			ikm := js.DHESecret
-			if psk {
-				ikm = js.PSK
-			}
-			var v views
-			for _, role := range []secchan.Role{secchan.RoleRequester, secchan.RoleResponder} {
-				hs, err := ks.NewHandshakeSecret(mustHex(t, ikm), psk)
-				must(err)
-				s, err := secchan.NewSession(uint32(id64), role, ks, hs, mustHex(t, js.TH1))
-				must(err)
-				if role == secchan.RoleRequester {
-					v.req = s
-				} else {
-					v.rsp = s
-				}
-			}
-			active[uint32(id64)] = &v
-			t.Cleanup(func() { v.req.End(); v.rsp.End() })
-		}
-		if m.DOEType != 2 {
-			continue
-		}
-		obj := mustHex(t, m.Hex)
-		rec := obj[8:]
-		id := binary.LittleEndian.Uint32(rec)
-		v := active[id]
-		if v == nil {
-			t.Fatalf("record %d: unknown session 0x%08x", i, id)
-		}
-		view := v.req
-		if m.Dir == "req" {
-			view = v.rsp
-		}
-		msg, err := view.Open(rec)
-		if err != nil {
-			t.Fatalf("record %d (%s, session 0x%08x): %v", i, m.Dir, id, err)
-		}
-		out = append(out, corpusMsg{index: i, req: m.Dir == "req", msg: msg})
-		h, err := secchan.PeekHeader(msg)
-		must(err)
-		switch h.Code {
-		case secchan.CodeFinishRsp, secchan.CodePSKFinishRsp:
-			var th2 []byte
-			for _, s := range c.Sessions {
-				if id64, _ := strconv.ParseUint(s.SessionID, 16, 32); uint32(id64) == id && s.Exchange < i {
-					th2 = mustHex(t, s.TH2) // the latest session with this ID started before i
-				}
-			}
-			must(v.req.Establish(th2))
-			must(v.rsp.Establish(th2))
-		case secchan.CodeKeyUpdate:
-			pendingKU = h.Param1
-			switch h.Param1 {
-			case 1:
-				must(v.rsp.UpdateRecvKey())
-			case 2:
-				must(v.rsp.UpdateRecvKey())
-				must(v.rsp.UpdateSendKey())
-				must(v.req.UpdateRecvKey())
-			}
-		case secchan.CodeKeyUpdateAck:
-			if pendingKU == 1 || pendingKU == 2 {
-				must(v.req.UpdateSendKey())
-			}
-			pendingKU = 0
-		case secchan.CodeEndSessionAck:
-			delete(active, id)
-		}
-	}
-	if len(active) != 0 {
-		t.Fatalf("%d sessions never ended", len(active))
+	out := make([]corpusMsg, len(msgs))
+	for i, m := range msgs {
+		out[i] = corpusMsg{index: m.Index, req: m.Req, msg: m.Msg}
 	}
 	return out
 }

@@ -29,46 +29,21 @@ func WrapResponse(v secchan.Version, m Message) []byte {
 	return payload(m.Marshal()).Response(v).Marshal()
 }
 
-// UnwrapRequest takes the IDE_KM object out of a whole
-// VENDOR_DEFINED_REQUEST (no bytes may follow it). An error wrapping
-// ErrNotIDEKM means the message is valid but for someone else.
-func UnwrapRequest(msg []byte) (secchan.Version, []byte, error) {
-	return unwrap(msg, &secchan.VendorDefinedRequest{}, "VENDOR_DEFINED_REQUEST")
-}
+// UnwrapRequest takes the message out of a whole VENDOR_DEFINED_REQUEST
+// (no bytes may follow it). An error wrapping ErrNotIDEKM means the message
+// is valid but for someone else.
+func UnwrapRequest(msg []byte) (secchan.Version, []byte, error) { return unwrap(msg, false) }
 
-// UnwrapResponse takes the IDE_KM object out of a whole
-// VENDOR_DEFINED_RESPONSE.
-func UnwrapResponse(msg []byte) (secchan.Version, []byte, error) {
-	return unwrap(msg, &secchan.VendorDefinedResponse{}, "VENDOR_DEFINED_RESPONSE")
-}
+// UnwrapResponse takes the message out of a whole VENDOR_DEFINED_RESPONSE.
+func UnwrapResponse(msg []byte) (secchan.Version, []byte, error) { return unwrap(msg, true) }
 
-// vendorMessage is a VENDOR_DEFINED request or response.
-type vendorMessage interface {
-	Decode(b []byte) (int, error)
-	PCI() (secchan.PCIPayload, error)
-}
-
-func unwrap(msg []byte, m vendorMessage, name string) (secchan.Version, []byte, error) {
-	n, err := m.Decode(msg)
-	if err != nil {
-		return 0, nil, err
-	}
-	if n != len(msg) {
-		return 0, nil, fmt.Errorf("%w: %d bytes after %s", ErrMalformed, len(msg)-n, name)
-	}
-	p, err := m.PCI()
-	if err != nil {
+func unwrap(msg []byte, response bool) (secchan.Version, []byte, error) {
+	v, body, err := secchan.UnwrapPCI(msg, secchan.PCIProtocolIDEKM, response)
+	switch {
+	case errors.Is(err, secchan.ErrOtherPCIProtocol):
 		return 0, nil, fmt.Errorf("%w: %w", ErrNotIDEKM, err)
+	case errors.Is(err, secchan.ErrTrailing):
+		return 0, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if err := checkIDEKM(p); err != nil {
-		return 0, nil, err
-	}
-	return secchan.Version(msg[0]), p.Body, nil // the decoded header's SPDMVersion
-}
-
-func checkIDEKM(p secchan.PCIPayload) error {
-	if p.VendorID != secchan.VendorIDPCISIG || p.Protocol != secchan.PCIProtocolIDEKM {
-		return fmt.Errorf("%w: %v", ErrNotIDEKM, p)
-	}
-	return nil
+	return v, body, err
 }

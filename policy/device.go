@@ -545,6 +545,7 @@ func (c *deviceCheck) checkSessionIDE() {
 			c.out[len(c.out)-1].Reason = fmt.Sprintf("stream %d, key set %s, root port: %s", d.IDE.Stream, d.IDE.KeySet, d.IDE.RootPort)
 		}
 	}
+	c.checkTDISP()
 	c.checkEvents()
 }
 

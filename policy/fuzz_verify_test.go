@@ -81,7 +81,7 @@ func FuzzVerifyReport(f *testing.F) {
 // request, response, transcript and blocks as attested.
 func FuzzCheckDevice(f *testing.F) {
 	a := attestDevice(f)
-	p := loadPolicy(f, a.dir, fullRule(a))
+	p := loadPolicy(f, a.dir, fullRule(a)+tdispRules)
 	seed, err := json.Marshal(a.dev)
 	if err != nil {
 		f.Fatal(err)

@@ -107,7 +107,7 @@ func runAttest(dir, label string) (attested, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nonce := []byte("owner nonce for the policy tests")
-	d, err := guest.AttestDevice(ctx, guest.DeviceConfig{Label: label, Shim: "unix:" + sock, IDE: true,
+	d, err := guest.AttestDevice(ctx, guest.DeviceConfig{Label: label, Shim: "unix:" + sock, IDE: true, TDISP: true,
 		Anchors: []*x509.Certificate{root}}, nonce)
 	if err != nil {
 		return attested{}, err

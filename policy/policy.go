@@ -97,6 +97,15 @@ type DeviceRule struct {
 	// simulated link unless AllowSimulatedRootPort.
 	RequireIDE             bool `yaml:"require_ide"`
 	AllowSimulatedRootPort bool `yaml:"allow_simulated_root_port"`
+	// RequireTDISP requires the device's TEE device interface locked,
+	// reported and started over the session (tdisp.go), bound to the
+	// keyed IDE stream, in TDISPState (RUN unless given), with exactly
+	// the TDISPInterfaceInfo flags and the TDISPMMIORanges layout when
+	// those are given.
+	RequireTDISP       bool            `yaml:"require_tdisp"`
+	TDISPState         string          `yaml:"tdisp_state"`
+	TDISPInterfaceInfo []string        `yaml:"tdisp_interface_info"`
+	TDISPMMIORanges    []MMIORangeRule `yaml:"tdisp_mmio_ranges"`
 	// AllowEvents lists the device event kinds ("measurement changed",
 	// "session lost", "re-established", "failed") a report may carry for
 	// this device; "attested" is always allowed, any other fails.
@@ -107,6 +116,7 @@ type DeviceRule struct {
 	Certificates *CertRules `yaml:"certificates"`
 
 	anchors    []*x509.Certificate
+	tdispInfo  uint16
 	minVersion secchan.Version
 	asym, hash uint32
 }
@@ -264,7 +274,7 @@ type TPMRule struct {
 // deviceEventKinds are the device event kinds a guest reports (the
 // guest's Event constants, written again here because policy never
 // imports the guest).
-var deviceEventKinds = []string{"attested", "measurement changed", "failed", "session lost", "re-established"}
+var deviceEventKinds = []string{"attested", "measurement changed", "failed", "session lost", "re-established", EventTDISP}
 
 // DefaultTPMPCR is the vTPM PCR that carries the boot binding.
 const DefaultTPMPCR = platform.DefaultTPMPCR
@@ -490,6 +500,9 @@ func (r *DeviceRule) check(key, dir string) error {
 		if pin.ChainSHA256 != nil && len(pin.ChainSHA256) != 32 {
 			return fmt.Errorf("%s.pin.chain_sha256: %d bytes, want 32", key, len(pin.ChainSHA256))
 		}
+	}
+	if err := r.checkTDISPRule(key); err != nil {
+		return err
 	}
 	for j, e := range r.AllowEvents {
 		if !slices.Contains(deviceEventKinds, e) {

@@ -92,6 +92,10 @@ echo
 echo "== the same straight to devsim, where the simulated IDE link carries protected TLPs"
 bin/devattest probe --connect "unix:$out/devsim.sock" --trust-anchor "$out/devsim-root.pem" --session --ide | sed -n '/IDE /,/session /p'
 echo
+echo "== TDISP through the shim: after IDE keying, lock the device interface on the keyed stream,"
+echo "   read its report, start it with the lock's nonce, stop it (the TDI state after each step)"
+bin/devattest probe --connect "$shim" --trust-anchor "$root" --session --ide --tdisp | sed -n '/^  TDISP /,/device info/p'
+echo
 echo "== the shim refuses a DOE type it does not forward (CXL CDAT):"
 if bin/devattest probe --connect "$shim" --raw 981e02000300000000000000 2>&1; then
   echo "demo: the shim forwarded a disallowed type" >&2
@@ -104,6 +108,7 @@ cat > "$out/guest.yaml" <<YAML
 # written by the shim (in production they come from the measured image).
 platform: fake-snp
 ide: true
+tdisp: true
 devices:
   - label: "0000:01:00.1"
     shim: unix:$abs/vf0.sock
@@ -116,12 +121,21 @@ od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$out/nonce.hex"
 show bin/devattest-guest attest --config "$out/guest.yaml" --nonce "$(cat "$out/nonce.hex")" --out "$out/report.json" \
   --platform-roots-out "$out"
 echo
+echo "== the first device's TDISP interface in the combined report (devattest inspect):"
+bin/devattest inspect "$out/report.json" | sed -n '/^  TDISP /,/device info/p' | head -n 8
+echo
 
 echo "== the workload owner: a starting policy from this known-good report, then the offline verdict"
 rm -f "$out/policy.yaml"
 show bin/devattest policy init --from "$out/report.json" --out "$out/policy.yaml" \
   --snp-ark "$out/snp-ark.der" --snp-ask "$out/snp-ask.der"
 show bin/devattest verify "$out/report.json" --policy "$out/policy.yaml" --nonce "$(cat "$out/nonce.hex")" | tee "$out/verdict.txt"
+for c in 'tdisp' 'tdisp interface info' 'tdisp mmio layout'; do
+  if [ "$(grep -cE "^[^ ]+ +$c +pass " "$out/verdict.txt" || true)" -ne 2 ]; then
+    echo "demo: the verdict does not judge both devices' TDISP interface ($c)" >&2
+    exit 1
+  fi
+done
 if ! grep -q 'test roots .*WARNING:' "$out/verdict.txt"; then
   echo "demo: the verdict on a fake SEV-SNP report does not warn about its test root" >&2
   exit 1
@@ -171,6 +185,7 @@ cat > "$out/guest-enforcing.yaml" <<YAML
 # (anchors, pin, versions, algorithms, reference measurements, session, IDE).
 platform: fake-snp
 ide: true
+tdisp: true
 policy: guest-policy/devices.yaml
 devices:
   - label: "0000:01:00.1"

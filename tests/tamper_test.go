@@ -69,6 +69,28 @@ type tamperEnv struct {
 	pol  *policy.Policy
 	// base is the device evidence of the pass run.
 	base evidence.Device
+	// tdisp makes the guest lock and start the device's TDISP interface
+	// after IDE; faults are set on every fresh VF (tamper_tdisp_test.go).
+	tdisp  bool
+	faults devsim.Faults
+}
+
+// newTamperEnv makes a fresh device identity and fake SEV-SNP platform.
+func newTamperEnv(t *testing.T) *tamperEnv {
+	t.Helper()
+	rootDER, ids, err := devsim.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := platform.NewFakeSNP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tamperEnv{ids: ids, root: root, att: att}
 }
 
 // caseOutcome is what one relayed attestation produced.
@@ -102,6 +124,7 @@ func (l *tamperLane) stack(t *testing.T, env *tamperEnv, n int64) (string, func(
 	if err != nil {
 		t.Fatal(err)
 	}
+	vf.SetFaults(env.faults)
 	med := hostshim.NewMediator(vf.Driver(), hostshim.Options{VF: "devsim"})
 	srv := &doe.Server{Connect: med.Connect, ExchangeTimeout: 10 * time.Second}
 	addr := "unix:" + filepath.Join(l.dir, fmt.Sprintf("s%d.sock", n))
@@ -140,7 +163,7 @@ func (l *tamperLane) run(t *testing.T, env *tamperEnv, mode doe.RelayMode, budge
 	served := make(chan error, 1)
 	go func() { served <- r.Serve(ln) }()
 
-	cfg := &guest.Config{Platform: "fake-snp", IDE: true, Devices: []guest.DeviceConfig{
+	cfg := &guest.Config{Platform: "fake-snp", IDE: true, TDISP: env.tdisp, Devices: []guest.DeviceConfig{
 		{Label: tamperLabel, Shim: addr, Anchors: []*x509.Certificate{env.root}},
 	}}
 	nonce := []byte("tamper " + mode.String())
@@ -214,6 +237,9 @@ func writePolicy(t *testing.T, dir string, root *x509.Certificate, rep *evidence
 		fmt.Fprintf(&b, "      - index: %d\n        digest: [%x]\n", blk.Index, []byte(blk.Value))
 	}
 	b.WriteString("    require_session: true\n    require_ide: true\n    allow_simulated_root_port: true\n")
+	if d.TDISP != nil {
+		b.WriteString(tdispPolicy(t, d.TDISP))
+	}
 	fmt.Fprintf(&b, "platform:\n  kind: snp\n  allow_test_roots: true\n  snp:\n    measurement: [%s]\n    policy_debug_allowed: true\n", hex.EncodeToString(snp.GetMeasurement()))
 	b.WriteString("    min_tcb: {bootloader: 0, tee: 0, snp: 0, microcode: 0}\n")
 	b.WriteString("  roots:\n    snp_ark: ark.der\n    snp_ask: ask.der\n")
@@ -262,6 +288,8 @@ func sameEvidence(base, d evidence.Device) error {
 		return errors.New("no ended session")
 	case d.IDE == nil || d.IDE.KeySet != base.IDE.KeySet:
 		return errors.New("IDE key set differs")
+	case (base.TDISP == nil) != (d.TDISP == nil) || base.TDISP != nil && (!bytes.Equal(d.TDISP.InterfaceReport, base.TDISP.InterfaceReport) || d.TDISP.State != base.TDISP.State):
+		return errors.New("TDISP interface report or state differs")
 	}
 	for i, b := range d.Measurements.Blocks {
 		w := base.Measurements.Blocks[i]
@@ -352,23 +380,11 @@ func (env *tamperEnv) judge(t *testing.T, out caseOutcome, budget time.Duration)
 // evidence equals the pass run's. No case may outlive its deadline, and
 // no goroutine may outlive the matrix.
 func TestTamperMatrix(t *testing.T) {
-	rootDER, ids, err := devsim.NewIdentity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	att, err := platform.NewFakeSNP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newTamperEnv(t)
 	lanes := make([]*tamperLane, min(max(runtime.GOMAXPROCS(0), 2), 6))
 	for i := range lanes {
 		lanes[i] = newTamperLane(t)
 	}
-	env := &tamperEnv{ids: ids, root: root, att: att}
 
 	// The pass run: count the objects of one full flow and build the policy.
 	const budget = 4 * time.Second
@@ -377,7 +393,7 @@ func TestTamperMatrix(t *testing.T) {
 		t.Fatalf("pass run: %v", pass.err)
 	}
 	env.base = pass.rep.ParsedBody().Devices[0]
-	env.pol = writePolicy(t, lanes[0].dir, root, pass.rep, att.Roots())
+	env.pol = writePolicy(t, lanes[0].dir, env.root, pass.rep, env.att.Roots())
 	if got := env.judge(t, pass, budget); got != "ok" {
 		t.Fatalf("pass run: %s", got)
 	}

@@ -135,6 +135,9 @@ func printSummary(w io.Writer, cfg *guest.Config, rep *evidence.Report) {
 		if x := d.IDE; x != nil {
 			fmt.Fprintf(w, "  IDE port %d stream %d key set %s, sub-streams %s (%s)\n", x.Port, x.Stream, x.KeySet, strings.Join(x.SubStreams, " "), x.RootPort)
 		}
+		if x := d.TDISP; x != nil {
+			fmt.Fprintf(w, "  TDISP interface 0x%x %s on stream %d, interface report %d bytes\n", x.FunctionID, x.State, x.DefaultStream, len(x.InterfaceReport))
+		}
 	}
 	p := rep.Platform
 	if len(p.Report) > 0 {

@@ -19,7 +19,7 @@ import (
 
 func runDevsim(args []string, stdout, stderr io.Writer) int {
 	const prog = "devattest devsim"
-	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM] [--cdat]")
+	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM] [--cdat] [--tdisp-fault after-lock|while-running]")
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:2323", "address to serve on: HOST:PORT or unix:PATH")
 	delay := fs.Duration("delay", 0, "hold each DOE response back this long (a slow device)")
@@ -27,6 +27,7 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	caOut := fs.String("ca-out", "", "write the identity's root certificate here (DER, or PEM if FILE ends in .pem): the trust anchor for a requester")
 	chainFile := fs.String("cert-chain", "", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der)")
 	cdat := fs.Bool("cdat", false, "also serve a CDAT (CXL Table Access, 1e98:02), as a CXL memory device does")
+	tdispFault := fs.String("tdisp-fault", "none", "play a host that reconfigures the VF (moves BAR0) right after the TDISP interface is locked (after-lock) or started (while-running): the interface goes to ERROR")
 	keyFile := fs.String("key", "", "the leaf's private key for --cert-chain, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
 	if err := fs.Parse(args); err != nil {
 		return cli.ParseStatus(err)
@@ -36,6 +37,8 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 		return cli.UsageError(stderr, prog, "unexpected arguments after the flags")
 	case *delay < 0 || *delay > 10*time.Second:
 		return cli.UsageError(stderr, prog, "--delay must be between 0 and 10s")
+	case *tdispFault != "none" && *tdispFault != "after-lock" && *tdispFault != "while-running":
+		return cli.UsageError(stderr, prog, "--tdisp-fault %q: want none, after-lock or while-running", *tdispFault)
 	case (*chainFile == "") != (*keyFile == ""):
 		return cli.UsageError(stderr, prog, "--cert-chain and --key go together")
 	}
@@ -74,7 +77,7 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 			return cli.Fail(stderr, prog, err)
 		}
 	}
-	vf.SetFaults(devsim.Faults{Delay: *delay})
+	vf.SetFaults(devsim.Faults{Delay: *delay, TDISPChangeAfterLock: *tdispFault == "after-lock", TDISPChangeWhileRunning: *tdispFault == "while-running"})
 	rootFP := sha256.Sum256(rootDER)
 	log.Info("devsim identity", "source", source, "root_sha256", hex.EncodeToString(rootFP[:]),
 		"leaves", leafSummary(ids), "ca_out", *caOut)

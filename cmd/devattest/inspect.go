@@ -17,6 +17,7 @@ import (
 	"github.com/devattest/devattest/policy"
 	"github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
+	"github.com/devattest/devattest/tdisp"
 )
 
 func runInspect(args []string, stdout, stderr io.Writer) int {
@@ -157,6 +158,16 @@ func inspectDevice(w io.Writer, d evidence.Device) {
 		fmt.Fprintf(w, "  IDE                  port %d stream %d key set %q sub-streams %v (%s)\n", ide.Port, ide.Stream, ide.KeySet, ide.SubStreams, ide.RootPort)
 		for _, s := range ide.Steps {
 			fmt.Fprintf(w, "    %-20s %s\n", s.Name, s.Result)
+		}
+	}
+	if t := d.TDISP; t != nil {
+		fmt.Fprintf(w, "  TDISP                interface 0x%x %s, lock flags %v, default stream %d, MMIO reporting offset 0x%x\n",
+			t.FunctionID, t.State, tdisp.LockFlagNames(t.LockFlags), t.DefaultStream, t.MMIOReportingOffset)
+		if r, err := tdisp.ParseReport(t.InterfaceReport); err != nil {
+			fmt.Fprintf(w, "    report (%d bytes) does not decode: %v\n", len(t.InterfaceReport), err)
+		} else {
+			fmt.Fprintf(w, "    report (%d bytes, read inside the secure session: the guest vouches for it, the device did not sign it)\n", len(t.InterfaceReport))
+			printReport(w, "    ", r)
 		}
 	}
 	for _, e := range d.Events {

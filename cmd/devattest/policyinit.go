@@ -20,6 +20,7 @@ import (
 	"github.com/devattest/devattest/policy"
 	"github.com/devattest/devattest/policy/platform"
 	"github.com/devattest/devattest/secchan"
+	"github.com/devattest/devattest/tdisp"
 )
 
 type initOptions struct {
@@ -160,6 +161,18 @@ func deviceRule(d evidence.Device, dir string, files map[string][]byte) (string,
 	fmt.Fprintf(&b, "    require_ide: %t\n", ide)
 	if ide && d.IDE.RootPort == evidence.RootPortSimulated {
 		b.WriteString("    # The root port's half of this stream was the simulated link (a test\n    # setup): remove this line for a real platform.\n    allow_simulated_root_port: true\n")
+	}
+	if t := d.TDISP; t != nil && t.State == tdisp.StateRun.String() {
+		state, info, ranges, err := policy.TDISPRules(t)
+		if err != nil {
+			return "", fmt.Errorf("TDISP interface report: %w", err)
+		}
+		fmt.Fprintf(&b, "    require_tdisp: true\n    tdisp_state: %s\n", state)
+		fmt.Fprintf(&b, "    tdisp_interface_info: [%s]\n", strings.Join(info, ", "))
+		b.WriteString("    tdisp_mmio_ranges:  # sizes and attributes as reported; addresses are the host's\n")
+		for _, m := range ranges {
+			fmt.Fprintf(&b, "      - pages: %d\n        attributes: [%s]\n        range_id: %d\n", m.Pages, strings.Join(m.Attributes, ", "), *m.RangeID)
+		}
 	}
 	return b.String(), nil
 }

@@ -33,6 +33,8 @@ type probeFlags struct {
 	ide          bool
 	idePort      uint8
 	ideStream    uint8
+	tdisp        bool
+	tdispID      uint32
 	mutualAuth   string
 	psk          []byte
 	pskHint      string
@@ -75,6 +77,8 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&pf.ide, "ide", false, "inside the session, program IDE keys (QUERY, K0, GO, rotate to K1, STOP)")
 	idePort := fs.Uint("ide-port", 0, "IDE_KM port index for --ide")
 	ideStream := fs.Uint("ide-stream", 0, "IDE stream ID for --ide")
+	fs.BoolVar(&pf.tdisp, "tdisp", false, "after --ide (whose K1 then stays in use), run the TDISP lifecycle: version, capabilities, lock on the IDE stream, report, start, stop, the state at each step")
+	tdispID := fs.Uint64("tdisp-function-id", 0xBEEF, "TDISP interface function ID for --tdisp (spdm-emu's and devsim's: 0xBEEF)")
 	fs.StringVar(&pf.mutualAuth, "mutual-auth", "", "CHAIN,KEY: the requester's certificate chain (concatenated DER, root first) and key (PEM), for responders that ask for mutual authentication")
 	hintNUL := fs.Bool("psk-hint-nul", false, "append a NUL byte to --psk-hint, as libspdm's sample hint has")
 	fs.StringVar(&pf.pcap, "pcap", "", "capture every DOE object exchanged to FILE (classic pcap, link type 292, as DMTF spdm-emu writes; read it with devattest dump or spdm_dump)")
@@ -127,6 +131,13 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		return cli.Fail(stderr, prog, errors.New("--ide-port and --ide-stream must fit in a byte"))
 	}
 	pf.idePort, pf.ideStream = uint8(*idePort), uint8(*ideStream)
+	if *tdispID > 0xFFFFFFFF {
+		return cli.Fail(stderr, prog, errors.New("--tdisp-function-id must fit in 32 bits"))
+	}
+	pf.tdispID = uint32(*tdispID)
+	if pf.tdisp && !pf.ide {
+		return cli.Fail(stderr, prog, errors.New("--tdisp goes with --ide (LOCK_INTERFACE binds the keyed IDE stream)"))
+	}
 	if pf.ide && !pf.session {
 		return cli.Fail(stderr, prog, errors.New("--ide goes with --session (keys travel only inside a secure session)"))
 	}

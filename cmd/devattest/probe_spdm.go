@@ -28,6 +28,7 @@ type spdmReport struct {
 	Verified     bool            `json:"verified"`
 	Session      *sessionJSON    `json:"session,omitempty"`
 	IDE          *ideJSON        `json:"ide,omitempty"`
+	TDISP        *tdispJSON      `json:"tdisp,omitempty"`
 	Error        *string         `json:"error"`
 }
 
@@ -288,6 +289,12 @@ func runSession(ctx context.Context, pf probeFlags, q *secchan.Requester, link s
 			return err
 		}
 	}
+	if pf.tdisp {
+		if err := runTDISP(ctx, pf, ss, neg.Version, rep); err != nil {
+			_ = ss.End(ctx)
+			return err
+		}
+	}
 	if err := step("END_SESSION", ss.End(ctx)); err != nil {
 		return err
 	}
@@ -341,7 +348,7 @@ func runIDE(ctx context.Context, pf probeFlags, ss *secchan.SecureSession, v sec
 	rep.IDE = ij
 	rp := &ide.SimRootPort{}
 	defer rp.Zero()
-	steps, err := ide.RunCheck(ctx, ss, rp, ide.CheckOptions{Version: v, Port: pf.idePort, Stream: pf.ideStream, Link: link.dev, SkipReason: link.skip})
+	steps, err := ide.RunCheck(ctx, ss, rp, ide.CheckOptions{Version: v, Port: pf.idePort, Stream: pf.ideStream, Link: link.dev, SkipReason: link.skip, KeepKeys: pf.tdisp})
 	for _, st := range steps {
 		s := stepJSON{Name: st.Name, OK: st.Err == nil && !st.Skipped, Skipped: st.Skipped}
 		if st.Err != nil {
@@ -401,6 +408,7 @@ func printSPDM(w io.Writer, addr string, rep *spdmReport) {
 			fmt.Fprintf(w, "    %-26s %s\n", st.Name, res)
 		}
 	}
+	printTDISP(w, rep.TDISP)
 	for _, m := range rep.Measurements {
 		raw := ""
 		if m.Raw {

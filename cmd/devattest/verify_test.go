@@ -67,7 +67,7 @@ type e2e struct {
 func attestOn(t *testing.T, name string, att platform.Attester, roots func(dir string) []string) e2e {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := &guest.Config{Platform: name, IDE: true}
+	cfg := &guest.Config{Platform: name, IDE: true, TDISP: true}
 	for i, l := range []string{"0000:01:00.1", "0000:02:00.1"} {
 		addr, root := startVF(t, dir, l[5:7])
 		_ = i
