@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/devattest/devattest/tests/spdmcorpus"
 	"github.com/devattest/devattest/secchan"
+	"github.com/devattest/devattest/tests/spdmcorpus"
 )
 
 // The golden corpus v12-ide-km (a copy of secchan/testdata/libspdm): DMTF

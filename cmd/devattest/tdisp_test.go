@@ -55,7 +55,7 @@ func TestTDISPPolicyInitVerifyInspect(t *testing.T) {
 
 func TestDevsimTDISPFaultFlag(t *testing.T) {
 	code, _, errOut := runCmd("devsim", "--tdisp-fault", "sometimes")
-	if code != 1 || !strings.Contains(errOut, "want none, after-lock or while-running") {
+	if code != 2 || !strings.Contains(errOut, "want none, after-lock or while-running") {
 		t.Fatalf("devsim --tdisp-fault sometimes: %d %s", code, errOut)
 	}
 }
