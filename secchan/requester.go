@@ -47,12 +47,16 @@ type RequesterConfig struct {
 	KeySchedule uint16
 	// Validator decides whether a certificate chain is trusted.
 	Validator ChainValidator
-	// MutualAuth is the requester's own identity, for responders that ask
-	// for mutual authentication in KEY_EXCHANGE_RSP (without encapsulated
-	// requests: the responder must already hold this chain). With it, the
-	// requester advertises MUT_AUTH_CAP and offers the key's algorithm as
-	// ReqBaseAsymAlg.
+	// MutualAuth is the requester's own identity (slot 0), for responders
+	// that ask for mutual authentication: basic (BasicMutAuthReq in
+	// CHALLENGE_AUTH) or in KEY_EXCHANGE_RSP, with or without
+	// encapsulated requests. With it, the requester advertises MUT_AUTH,
+	// ENCAP, CERT and CHAL (1.1+) and offers every scheme of the key as
+	// ReqBaseAsymAlg (requester_encap.go).
 	MutualAuth *Identity
+	// MutualAuthSlots are further identities in the requester's slots
+	// 1-7 (a key of the same algorithm as MutualAuth's).
+	MutualAuthSlots map[uint8]*Identity
 	// Nonce makes the nonce of each CHALLENGE and signed GET_MEASUREMENTS
 	// (crypto/rand when nil). The guest derives it from the workload
 	// owner's nonce so the device's signature is provably fresh.

@@ -22,8 +22,13 @@ type SecureSession struct {
 	// HeartbeatPeriod is the responder's period in seconds (0: none).
 	HeartbeatPeriod uint8
 
-	mu sync.Mutex
-	l  []byte // L1/L2 of measurements inside this session
+	// Encap is what session mutual authentication with encapsulated
+	// requests carried (nil without it).
+	Encap *EncapResult
+
+	mu          sync.Mutex
+	l           []byte // L1/L2 of measurements inside this session
+	encapKeyUpd uint8  // the responder's KEY_UPDATE awaiting VerifyNewKey (0: none)
 }
 
 // ID is the session ID.

@@ -124,8 +124,8 @@ func checkSessionConfig(cfg *ResponderConfig) (*rspMutual, error) {
 	caps := cfg.Caps
 	sessions := caps&(CapKeyEx|capPSKResponderMask) != 0
 	switch {
-	case caps&CapMutAuth != 0 && (caps&CapKeyEx == 0 || cfg.MutualAuth == nil):
-		return nil, errors.New("secchan: responder MUT_AUTH needs KEY_EX and a provisioned requester chain (MutualAuth); basic mutual authentication (CHALLENGE) is not implemented")
+	case caps&CapMutAuth != 0 && cfg.EncapMutualAuth == nil && (caps&CapKeyEx == 0 || cfg.MutualAuth == nil):
+		return nil, errors.New("secchan: responder MUT_AUTH needs KEY_EX and a provisioned requester chain (MutualAuth), or EncapMutualAuth")
 	case caps&CapMutAuth == 0 && cfg.MutualAuth != nil:
 		return nil, errors.New("secchan: responder has a MutualAuth chain but no MUT_AUTH cap")
 	case caps&capPSKResponderMask == capPSKResponderMask:
@@ -177,6 +177,13 @@ type rspSession struct {
 	period  uint8  // heartbeat period in seconds (0: none)
 	last    time.Time
 	keyUpd  uint8 // KEY_UPDATE operation awaiting VerifyNewKey (0: none)
+
+	// Mutual authentication through encapsulated requests
+	// (responder_encap.go): pending until the requester's chain is in,
+	// then the leaf's key and the slot FINISH must name.
+	encapPending bool
+	reqPub       crypto.PublicKey
+	reqSlot      uint8
 }
 
 // expired reports whether the session saw no request for twice its
