@@ -53,7 +53,7 @@ func (w *wire) request(code uint8) []byte {
 
 // requesterIdentity is a fresh requester identity and a validator that
 // trusts it.
-func requesterIdentity(t *testing.T) (secchan.Identity, *secchan.AnchorValidator) {
+func requesterIdentity(t testing.TB) (secchan.Identity, *secchan.AnchorValidator) {
 	t.Helper()
 	rootDER, id, err := devsim.NewRequesterIdentity(nil)
 	if err != nil {
@@ -68,7 +68,7 @@ func requesterIdentity(t *testing.T) (secchan.Identity, *secchan.AnchorValidator
 
 // mutualFixture is a devsim-like responder that asks for mutual
 // authentication in the given way.
-func mutualFixture(t *testing.T, basic bool, session uint8, anchors secchan.ChainValidator) *fixture {
+func mutualFixture(t testing.TB, basic bool, session uint8, anchors secchan.ChainValidator) *fixture {
 	return newFixture(t, secchan.ResponderConfig{
 		Caps: devsim.SPDMVFCaps | secchan.CapMutAuth | secchan.CapEncap,
 		PSKs: map[string][]byte{devsim.SamplePSKHint: []byte(devsim.SamplePSK)},
@@ -347,4 +347,57 @@ func TestEncapKeyUpdate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzResponderDeliverEncap: whatever a requester delivers as its
+// encapsulated response, the responder answers with one well-formed
+// ENCAPSULATED_RESPONSE_ACK or ERROR and never panics.
+func FuzzResponderDeliverEncap(f *testing.F) {
+	f.Add(byte(1), []byte{0x12, secchan.CodeDigests, 0, 1})
+	f.Add(byte(1), append([]byte{0x12, secchan.CodeDigests, 0, 1}, make([]byte, 48)...))
+	f.Add(byte(2), []byte{0x12, secchan.CodeCertificate, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4})
+	f.Add(byte(1), []byte{0x12, secchan.CodeError, byte(secchan.ErrCodeUnsupportedRequest), 0x81})
+	f.Add(byte(0), []byte{})
+	_, anchors := requesterIdentity(f)
+	f.Fuzz(func(t *testing.T, reqID byte, resp []byte) {
+		if len(resp) > 4096 {
+			return
+		}
+		fx := mutualFixture(t, true, 0, anchors)
+		fx.cfg.Versions = []secchan.Version{secchan.V12}
+		// Advertise what basic mutual authentication needs, without an
+		// identity: the requester stops after CHALLENGE_AUTH and the
+		// fuzzer plays the rest.
+		fx.cfg.Caps |= secchan.CapMutAuth | secchan.CapEncap | secchan.CapCert | secchan.CapChal
+		fx.cfg.ReqBaseAsym = uint16(secchan.AsymECDSAP256)
+		q := secchan.NewRequester(&tamperTransport{rsp: fx.rsp}, fx.cfg)
+		if err := flow(context.Background(), q); err == nil {
+			t.Fatal("a requester without identity completed basic mutual authentication")
+		}
+		ctx := context.Background()
+		first := fx.rsp.Respond(ctx, (&secchan.GetEncapsulatedRequest{Version: secchan.V12}).Marshal())
+		var er secchan.EncapsulatedRequest
+		if _, err := er.Decode(first); err != nil {
+			t.Fatalf("GET_ENCAPSULATED_REQUEST: % x", first)
+		}
+		out := fx.rsp.Respond(ctx, (&secchan.DeliverEncapsulatedResponse{Version: secchan.V12, RequestID: reqID, Response: resp}).Marshal())
+		h, err := secchan.PeekHeader(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Code {
+		case secchan.CodeError:
+			var m secchan.ErrorResponse
+			if _, err := m.Decode(out); err != nil {
+				t.Fatal(err)
+			}
+		case secchan.CodeEncapsulatedResponseAck:
+			var m secchan.EncapsulatedResponseAck
+			if _, err := m.Decode(out); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("answer % x", out)
+		}
+	})
 }
