@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/secchan"
 )
 
 // Config-space layout of the emulated function. The extended capability
@@ -58,6 +59,8 @@ type Function struct {
 	// mailbox handlers (IDE keys) is lost on a reset too.
 	resetHooks []func()
 	spdm       Handler // WithSPDM, for NewVF
+	// spdmConfig adjusts the SPDM responder of NewSPDMVF (WithMutualAuth).
+	spdmConfig []func(*secchan.ResponderConfig) error
 
 	// MaxRequestDW bounds an incoming object; beyond it the mailbox sets
 	// Error, as a device with a finite buffer does.

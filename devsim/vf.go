@@ -51,10 +51,12 @@ const (
 // measurements): authentication, signed measurements, large responses and
 // secure sessions — KEY_EXCHANGE, PSK with a ResponderContext (so
 // PSK_FINISH follows, as with libspdm's responder), encryption and MAC,
-// heartbeat and key update.
+// heartbeat and key update, and encapsulated requests (the device asks
+// for mutual authentication with WithMutualAuth, and for a KEY_UPDATE of
+// its own key on spdm-emu's out-of-band command).
 const SPDMVFCaps = secchan.CapCert | secchan.CapChal | secchan.CapMeasSig | secchan.CapChunk |
 	secchan.CapKeyEx | secchan.CapPSKWithContext | secchan.CapEncrypt | secchan.CapMAC |
-	secchan.CapHbeat | secchan.CapKeyUpd
+	secchan.CapHbeat | secchan.CapKeyUpd | secchan.CapEncap
 
 // NewSPDMVF returns a VF whose CMA/SPDM handler is a real SPDM responder
 // for ids and meas, with secure sessions (SPDMVFCaps, the sample PSK):
@@ -82,13 +84,17 @@ func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, idekm *
 	if meas == nil {
 		caps &^= secchan.CapMeasSig
 	}
-	rsp, err := secchan.NewResponder(secchan.ResponderConfig{
+	cfg := secchan.ResponderConfig{
 		Caps:          caps,
 		Identities:    ids,
 		Measurements:  meas,
 		PSKs:          map[string][]byte{SamplePSKHint: []byte(SamplePSK)},
 		VendorHandler: idekm.Handle,
-	})
+	}
+	if err := spdmConfigOf(&cfg, opts); err != nil { // WithMutualAuth
+		return nil, nil, err
+	}
+	rsp, err := secchan.NewResponder(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -30,6 +30,7 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	chainFile := fs.String("cert-chain", "", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der)")
 	cdat := fs.Bool("cdat", false, "also serve a CDAT (CXL Table Access, 1e98:02), as a CXL memory device does")
 	keyFile := fs.String("key", "", "the leaf's private key for --cert-chain, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
+	mutAuth := addMutAuthFlags(fs) // devsim_mutauth.go
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -66,7 +67,13 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 			return cli.Fail(stderr, prog, err)
 		}
 	}
-	vf, _, err := devsim.NewSPDMVF(ids, devsim.NewMeasurements())
+	var vfOpts []devsim.Option
+	if o, err := mutAuth.option(); err != nil {
+		return cli.Fail(stderr, prog, err)
+	} else if o != nil {
+		vfOpts = append(vfOpts, o)
+	}
+	vf, rsp, err := devsim.NewSPDMVF(ids, devsim.NewMeasurements(), vfOpts...)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
@@ -90,7 +97,7 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
-	srv := &doe.Server{Mailbox: vf.Driver(), Logger: log}
+	srv := &doe.Server{Mailbox: vf.Driver(), Logger: log, Commands: oobCommands(rsp, log)}
 	log.Info("devsim serving an emulated VF", "listen", ln.Addr().String(), "protocols", len(vf.Protocols()))
 	go func() {
 		<-ctx.Done()
