@@ -87,7 +87,8 @@ type ResponderConfig struct {
 	// Implemented: CERT, CHAL, MEAS_NO_SIG or MEAS_SIG, MEAS_FRESH, CHUNK,
 	// and for sessions KEY_EX, PSK (01b, or 10b PSK_WITH_CONTEXT), ENCRYPT
 	// and MAC (both, whenever KEY_EX or PSK is set), HBEAT, KEY_UPD,
-	// HANDSHAKE_IN_THE_CLEAR and MUT_AUTH (session-based, with MutualAuth).
+	// HANDSHAKE_IN_THE_CLEAR, MUT_AUTH (with MutualAuth or
+	// EncapMutualAuth) and ENCAP (responder_encap.go).
 	// Flags a version does not define are masked out of CAPABILITIES.
 	Caps uint32
 	// CTExponent: the responder's crypto time is 2^CTExponent µs
@@ -132,7 +133,7 @@ type ResponderConfig struct {
 	// requester also sets MUT_AUTH, KEY_EXCHANGE_RSP asks for it
 	// (MutAuthRequested 1h, no encapsulated requests) and FINISH must
 	// carry a signature by the chain's leaf key. From SPDM 1.2 only: 1.1
-	// ties MUT_AUTH to ENCAP, which this responder lacks.
+	// ties MUT_AUTH to encapsulated requests (EncapMutualAuth).
 	MutualAuth *RequesterChain
 	// EncapMutualAuth asks for mutual authentication through
 	// encapsulated requests (needs ENCAP and MUT_AUTH): basic, in
@@ -141,9 +142,8 @@ type ResponderConfig struct {
 	EncapMutualAuth *EncapMutualAuth
 }
 
-// rspImplementedCaps are the capabilities this responder implements;
-// ENCAP, basic (CHALLENGE) mutual authentication and the 1.2/1.3
-// provisioning capabilities are not.
+// rspImplementedCaps are the capabilities this responder implements; the
+// 1.2/1.3 provisioning capabilities are not.
 const rspImplementedCaps = CapCert | CapChal | capMeasMask | CapMeasFresh | CapChunk | rspSessionCaps | CapEncap
 
 // Default responder settings.

@@ -28,10 +28,10 @@ package secchan
 // framing removed). D (the first DIGESTS) never enters them: this
 // responder never selects MULTI_KEY_CONN.
 //
-// Session-based mutual authentication is implemented in its basic form
-// only (MutAuthRequested 1h, DSP0274 §10.16): the requester's chain is
-// provisioned (ResponderConfig.MutualAuth), as there are no encapsulated
-// requests. FINISH then carries the requester's signature (context
+// Session-based mutual authentication (DSP0274 §10.16): with
+// MutAuthRequested 1h the requester's chain is provisioned
+// (ResponderConfig.MutualAuth); with 2h or 4h it comes by encapsulated
+// requests before FINISH (responder_encap.go). FINISH then carries the requester's signature (context
 // "requester-finish signing") over hash(VCA, H(responder chain),
 // KEY_EXCHANGE, KEY_EXCHANGE_RSP, H(requester chain), FINISH header), and
 // H(requester chain) stays in the transcript for RequesterVerifyData and
