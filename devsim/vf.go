@@ -51,12 +51,10 @@ const (
 // measurements): authentication, signed measurements, large responses and
 // secure sessions — KEY_EXCHANGE, PSK with a ResponderContext (so
 // PSK_FINISH follows, as with libspdm's responder), encryption and MAC,
-// heartbeat and key update, and encapsulated requests (the device asks
-// for mutual authentication with WithMutualAuth, and for a KEY_UPDATE of
-// its own key on spdm-emu's out-of-band command).
+// heartbeat and key update.
 const SPDMVFCaps = secchan.CapCert | secchan.CapChal | secchan.CapMeasSig | secchan.CapChunk |
 	secchan.CapKeyEx | secchan.CapPSKWithContext | secchan.CapEncrypt | secchan.CapMAC |
-	secchan.CapHbeat | secchan.CapKeyUpd | secchan.CapEncap
+	secchan.CapHbeat | secchan.CapKeyUpd
 
 // NewSPDMVF returns a VF whose CMA/SPDM handler is a real SPDM responder
 // for ids and meas, with secure sessions (SPDMVFCaps, the sample PSK):
@@ -80,7 +78,10 @@ func NewSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, opts ..
 // (ide.LinkProtocol, listed in discovery) reaches its ports' keys.
 func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, idekm *ide.Responder, opts ...Option) (*Function, *secchan.Responder, error) {
 	opts = append(opts[:len(opts):len(opts)], WithResetHook(idekm.Reset))
-	caps := SPDMVFCaps
+	// ENCAP too: the device asks for mutual authentication
+	// (WithMutualAuth) and for a KEY_UPDATE of its own key on spdm-emu's
+	// out-of-band command through encapsulated requests.
+	caps := SPDMVFCaps | secchan.CapEncap
 	if meas == nil {
 		caps &^= secchan.CapMeasSig
 	}

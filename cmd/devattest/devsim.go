@@ -26,11 +26,11 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:2323", "address to serve on: HOST:PORT or unix:PATH")
 	delay := fs.Duration("delay", 0, "hold each DOE response back this long (a slow device)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	mutAuth := addMutAuthFlags(fs) // devsim_mutauth.go
 	caOut := fs.String("ca-out", "", "write the identity's root certificate here (DER, or PEM if FILE ends in .pem): the trust anchor for a requester")
 	chainFile := fs.String("cert-chain", "", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der)")
 	cdat := fs.Bool("cdat", false, "also serve a CDAT (CXL Table Access, 1e98:02), as a CXL memory device does")
 	keyFile := fs.String("key", "", "the leaf's private key for --cert-chain, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
-	mutAuth := addMutAuthFlags(fs) // devsim_mutauth.go
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
