@@ -10,8 +10,10 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,15 +25,15 @@ import (
 	"github.com/devattest/devattest/secchan"
 )
 
-// libspdmRequesterIdentity loads libspdm's sample requester identity of
-// dir (ecp256, ecp384, rsa3072, ...).
-func libspdmRequesterIdentity(t *testing.T, bin, dir string) secchan.Identity {
+// libspdmSampleIdentity loads libspdm's sample identity of dir (ecp256,
+// ecp384, rsa3072, ...) for who: "requester" or "responder".
+func libspdmSampleIdentity(t *testing.T, bin, dir, who string) secchan.Identity {
 	t.Helper()
-	chain, err := os.ReadFile(filepath.Join(bin, dir, "bundle_requester.certchain.der"))
+	chain, err := os.ReadFile(filepath.Join(bin, dir, "bundle_"+who+".certchain.der"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := os.ReadFile(filepath.Join(bin, dir, "end_requester.key"))
+	key, err := os.ReadFile(filepath.Join(bin, dir, "end_"+who+".key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +42,10 @@ func libspdmRequesterIdentity(t *testing.T, bin, dir string) secchan.Identity {
 		t.Fatal(err)
 	}
 	return id
+}
+
+func libspdmRequesterIdentity(t *testing.T, bin, dir string) secchan.Identity {
+	return libspdmSampleIdentity(t, bin, dir, "requester")
 }
 
 // TestLibspdmResponderMutualAuthModes: spdm_responder_emu asks for mutual
@@ -149,18 +155,7 @@ func TestLibspdmRequesterMutualAuthAgainstDevsim(t *testing.T) {
 // identity of dir, asking for mutual authentication as ma says.
 func devsimLibspdmMutual(t *testing.T, bin, dir string, ma devsim.MutualAuth) (string, *secchan.Responder) {
 	t.Helper()
-	chain, err := os.ReadFile(filepath.Join(bin, dir, "bundle_responder.certchain.der"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := os.ReadFile(filepath.Join(bin, dir, "end_responder.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, id, err := devsim.LoadIdentity(chain, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := libspdmSampleIdentity(t, bin, dir, "responder")
 	vf, rsp, err := devsim.NewSPDMVF([]secchan.Identity{id}, devsim.NewMeasurements(), devsim.WithMutualAuth(ma))
 	if err != nil {
 		t.Fatal(err)
@@ -201,4 +196,62 @@ func TestLibspdmRequesterEncapKeyUpdateAgainstDevsim(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLibspdmMutualAuthWrongIdentity: each side refuses a requester that
+// cannot prove its identity. spdm_responder_emu refuses our requester
+// signing with a key that is not its leaf's; devsim refuses
+// spdm_requester_emu's sample identity when it trusts another root. (A
+// chain that reaches none of spdm_responder_emu's roots is not refused:
+// libspdm logs "verify_peer_cert_chain_buffer - FAIL (all root cert hash
+// mismatch)", returns LIBSPDM_STATUS_VERIF_NO_AUTHORITY, which is not an
+// error status, ends the encapsulated flow normally and accepts the FINISH
+// signed by that chain's key; see libspdm_rsp_encap_get_certificate.c.)
+func TestLibspdmMutualAuthWrongIdentity(t *testing.T) {
+	bin := libspdmBin(t)
+	t.Run("our requester", func(t *testing.T) {
+		_, addr := startResponderEmu(t, bin, "--ver", "1.2", "--mut_auth", "W_ENCAP", "--basic_mut_auth", "NO",
+			"--req_asym", "ECDSA_P384", "--hash", "SHA_384", "--asym", "ECDSA_P384")
+		cfg := trusting(libspdmRoot(t, bin, "ecp384"))
+		impostor := libspdmRequesterIdentity(t, bin, "ecp384")
+		impostor.Key = libspdmSampleIdentity(t, bin, "ecp384", "responder").Key // a P-384 key that is not the leaf's
+		cfg.MutualAuth = &impostor
+		c := dialT(t, addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		q := secchan.NewRequester(&secchan.DOETransport{Mailbox: c}, cfg)
+		err := authAndKeyExchange(ctx, q, false)
+		if err == nil {
+			t.Fatal("spdm_responder_emu accepted a FINISH signed with a key that is not the requester's leaf's")
+		}
+		var se *secchan.SPDMError
+		if !errors.As(err, &se) || se.Code != secchan.ErrCodeDecryptError {
+			t.Fatalf("refused with %v, want ERROR(DecryptError) for the FINISH signature", err)
+		}
+	})
+	t.Run("libspdm's requester", func(t *testing.T) {
+		otherRoot, _, err := devsim.NewRequesterIdentity(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, _ := x509.ParseCertificate(otherRoot)
+		addr, rsp := devsimLibspdmMutual(t, bin, "ecp384", devsim.MutualAuth{Session: "W_ENCAP", Anchors: []*x509.Certificate{root}})
+		host, port, _ := net.SplitHostPort(addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "spdm_requester_emu"), "--trans", "PCI_DOE", "--ip", host, "--port", port,
+			"--ver", "1.2", "--asym", "ECDSA_P384", "--hash", "SHA_384", "--req_asym", "ECDSA_P384",
+			"--exe_conn", "DIGEST,CERT", "--exe_session", "KEY_EX", "--cap", "CERT,CHAL,ENCRYPT,MAC,KEY_EX,MUT_AUTH,ENCAP")
+		cmd.Dir = bin
+		out, _ := cmd.CombinedOutput()
+		if strings.Contains(string(out), "SPDM_FINISH_RSP") {
+			t.Fatalf("devsim finished a handshake with a requester its anchors do not reach:\n%s", tail(string(out), 30))
+		}
+		if res := rsp.MutualAuth(); res == nil || res.Err == nil {
+			t.Fatalf("devsim's record: %+v", res)
+		}
+		if len(rsp.Sessions()) != 0 {
+			t.Fatal("a session survived")
+		}
+	})
 }

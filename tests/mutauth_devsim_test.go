@@ -167,19 +167,7 @@ func TestMutualAuthWrongIdentityAgainstDevsim(t *testing.T) {
 			q := secchan.NewRequester(&secchan.DOETransport{Mailbox: dialT(t, addr)}, cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			err := q.Connect(ctx)
-			if err == nil {
-				_, err = q.GetDigests(ctx)
-			}
-			if err == nil {
-				_, err = q.GetCertificate(ctx, 0)
-			}
-			if err == nil {
-				_, err = q.Challenge(ctx, 0, secchan.SummaryNone)
-			}
-			if err == nil {
-				_, err = q.KeyExchange(ctx, secchan.SessionOptions{})
-			}
+			err := authAndKeyExchange(ctx, q, true)
 			var se *secchan.SPDMError
 			if !errors.As(err, &se) || se.Code != secchan.ErrCodeInvalidResponseCode {
 				t.Fatalf("the stranger got %v, want ERROR(InvalidResponseCode)", err)
@@ -221,4 +209,25 @@ func TestOOBEncapKeyUpdateAgainstDevsim(t *testing.T) {
 		t.Fatalf("answered %x", res.Requests)
 	}
 	exerciseSession(t, ctx, ss, true)
+}
+
+// authAndKeyExchange runs VCA, GET_DIGESTS, GET_CERTIFICATE, a CHALLENGE
+// (with challenge) and KEY_EXCHANGE, and returns the first error.
+func authAndKeyExchange(ctx context.Context, q *secchan.Requester, challenge bool) error {
+	if err := q.Connect(ctx); err != nil {
+		return err
+	}
+	if _, err := q.GetDigests(ctx); err != nil {
+		return err
+	}
+	if _, err := q.GetCertificate(ctx, 0); err != nil {
+		return err
+	}
+	if challenge {
+		if _, err := q.Challenge(ctx, 0, secchan.SummaryNone); err != nil {
+			return err
+		}
+	}
+	_, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+	return err
 }
