@@ -401,3 +401,35 @@ func FuzzResponderDeliverEncap(f *testing.F) {
 		}
 	})
 }
+
+// TestEncapFlowDiesWithItsSession: a pending encapsulated KEY_UPDATE whose
+// session ended no longer blocks the connection.
+func TestEncapFlowDiesWithItsSession(t *testing.T) {
+	f := newFixture(t, secchan.ResponderConfig{Caps: devsim.SPDMVFCaps | secchan.CapEncap,
+		PSKs: map[string][]byte{devsim.SamplePSKHint: []byte(devsim.SamplePSK)}})
+	f.cfg.Caps |= secchan.CapEncap
+	q := secchan.NewRequester(&tamperTransport{rsp: f.rsp}, f.cfg)
+	ctx := context.Background()
+	if err := flow(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rsp.StartEncapKeyUpdate(ss.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.GetDigests(ctx); !errors.Is(err, secchan.ErrCodeRequestInFlight) {
+		t.Fatalf("GET_DIGESTS during the flow: %v, want RequestInFlight", err)
+	}
+	// A record the session cannot open ends it.
+	if _, err := f.rsp.RespondSecured(ctx, append(binaryLE32(ss.ID()), append([]byte{32, 0}, make([]byte, 32)...)...)); err == nil {
+		t.Fatal("a broken record was answered")
+	}
+	if _, err := q.GetDigests(ctx); err != nil {
+		t.Fatalf("GET_DIGESTS after the session ended: %v", err)
+	}
+}
+
+func binaryLE32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }

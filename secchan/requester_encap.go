@@ -445,6 +445,9 @@ func (ss *SecureSession) EncapsulatedRequests(ctx context.Context) (*EncapResult
 	e := &reqEncap{flow: encapInSession, ss: ss, certSlot: -1}
 	res, err := q.runEncap(ctx, e, ss.exchangeOnce, nil)
 	if err != nil {
+		if ss.encapKeyUpd != 0 {
+			ss.end() // our receive key moved and the update did not finish
+		}
 		return nil, &StepError{Step: step, Err: err}
 	}
 	if ss.encapKeyUpd != 0 {

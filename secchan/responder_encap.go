@@ -214,6 +214,11 @@ func (r *Responder) LatestSession() uint32 {
 // with ERROR(RequestInFlight), as libspdm does; ok is false when the
 // request may go on.
 func (r *Responder) encapBlocks(code uint8) (reply, bool) {
+	if e := r.st.encap; e != nil && e.rs != nil && r.sess.live[e.rs.id] != e.rs {
+		// The session the flow ran in is gone (a heartbeat timeout, a
+		// failed record): so is the flow.
+		r.st.encap = nil
+	}
 	if r.st.encap == nil {
 		return reply{}, false
 	}
