@@ -433,3 +433,40 @@ func TestEncapFlowDiesWithItsSession(t *testing.T) {
 }
 
 func binaryLE32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }
+
+// TestMutualAuthOtherSlot: the responder asks for the requester's slot 1;
+// the requester answers from MutualAuthSlots, the ACK names the slot and
+// FINISH is signed with slot 1's key.
+func TestMutualAuthOtherSlot(t *testing.T) {
+	id0, _ := requesterIdentity(t)
+	id1, anchors1 := requesterIdentity(t)
+	for _, basic := range []bool{true, false} {
+		f := newFixture(t, secchan.ResponderConfig{
+			Caps: devsim.SPDMVFCaps | secchan.CapMutAuth | secchan.CapEncap,
+			PSKs: map[string][]byte{devsim.SamplePSKHint: []byte(devsim.SamplePSK)},
+			EncapMutualAuth: &secchan.EncapMutualAuth{Basic: basic, Session: secchan.MutAuthWithEncapRequest, Slot: 1,
+				Validator: anchors1},
+		})
+		f.cfg.MutualAuth = &id0
+		f.cfg.MutualAuthSlots = map[uint8]*secchan.Identity{1: &id1}
+		q := secchan.NewRequester(&tamperTransport{rsp: f.rsp}, f.cfg)
+		ctx := context.Background()
+		if err := flow(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ss.Encap == nil || ss.Encap.ReqSlot != 1 {
+			t.Fatalf("the flow's end did not name slot 1: %+v", ss.Encap)
+		}
+		res := f.rsp.MutualAuth()
+		if res == nil || res.Err != nil || res.Slot != 1 || !bytes.Equal(res.Chain.Leaf().Raw, id1.Chain[len(id1.Chain)-1]) {
+			t.Fatalf("responder's record: %+v", res)
+		}
+		if err := ss.End(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -29,7 +29,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/bits"
 )
 
 // encapFlow is the kind of an encapsulated flow.
@@ -478,15 +477,4 @@ func (q *Requester) reqAsymOffer() uint16 {
 		}
 	}
 	return uint16(a)
-}
-
-// slotsOf returns the slot numbers set in mask, for messages.
-func slotsOf(mask uint8) []int {
-	var out []int
-	for mask != 0 {
-		s := bits.TrailingZeros8(mask)
-		out = append(out, s)
-		mask &^= 1 << s
-	}
-	return out
 }
