@@ -48,6 +48,48 @@ var encapDecoders = map[uint8]func([]byte) (encapMsg, int, error){
 		n, err := m.Decode(b)
 		return &m, n, err
 	},
+	CodeChunkSend: func(b []byte) (encapMsg, int, error) {
+		var m ChunkSend
+		n, err := m.Decode(b)
+		return &m, n, err
+	},
+	CodeChunkSendAck: func(b []byte) (encapMsg, int, error) {
+		var m ChunkSendAck
+		n, err := m.Decode(b)
+		return &m, n, err
+	},
+}
+
+func FuzzDecodeChunkSend(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzEncapCanonical(t, CodeChunkSend, data) })
+}
+
+func FuzzDecodeChunkSendAck(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzEncapCanonical(t, CodeChunkSendAck, data) })
+}
+
+// TestUnpadAckResponse: the response in a DOE-padded CHUNK_SEND_ACK comes
+// out as its decoders expect, for each padding length.
+func TestUnpadAckResponse(t *testing.T) {
+	for _, msg := range [][]byte{
+		{0x12, CodeFinishRsp, 0, 0},                     // n=4, p=2
+		{0x12, CodeFinishRsp, 0, 0, 1, 2, 3},            // n=7, p=3
+		{0x12, CodeError, 1, 0, 9, 9, 9, 9, 9, 9, 7, 7}, // n=12, p=2
+		{0x12, CodeError, 1, 0, 5},                      // n=5, p=1
+		{0x12, CodeError, 1, 0, 5, 6},                   // n=6, p=0
+		{0x12, CodeFinishRsp, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32},
+	} {
+		ack := (&ChunkSendAck{Version: V12, Response: msg}).Marshal()
+		ack = append(ack, make([]byte, (4-len(ack)%4)%4)...)
+		var m ChunkSendAck
+		if _, err := m.Decode(ack); err != nil {
+			t.Fatal(err)
+		}
+		got := unpadAckResponse(m.Response)
+		if err := checkPadding("test", got, len(msg)); err != nil || !bytes.Equal(got[:len(msg)], msg) {
+			t.Errorf("% x: unpadded to % x: %v", msg, got, err)
+		}
+	}
 }
 
 // fuzzEncapCanonical checks what fuzzCanonical checks for the codec: no
@@ -149,6 +191,12 @@ func encapSeeds(t testing.TB) map[string][][]byte {
 			out["FuzzDecodeDeliverEncapsulatedResponse"] = append(out["FuzzDecodeDeliverEncapsulatedResponse"],
 				(&DeliverEncapsulatedResponse{Version: v, RequestID: 1, Response: r}).Marshal())
 		}
+		out["FuzzDecodeChunkSend"] = append(out["FuzzDecodeChunkSend"],
+			(&ChunkSend{Version: v, Handle: 1, LargeMessageSize: 300, Chunk: auth[:100]}).Marshal(),
+			(&ChunkSend{Version: v, Handle: 1, Seq: 1, Attributes: ChunkLast, Chunk: auth[100:]}).Marshal())
+		out["FuzzDecodeChunkSendAck"] = append(out["FuzzDecodeChunkSendAck"],
+			(&ChunkSendAck{Version: v, Handle: 1}).Marshal(),
+			(&ChunkSendAck{Version: v, Handle: 1, Seq: 1, Response: []byte{uint8(v), CodeFinishRsp, 0, 0, 0, 0}}).Marshal())
 		out["FuzzDecodeEncapsulatedResponseAck"] = append(out["FuzzDecodeEncapsulatedResponseAck"],
 			(&EncapsulatedResponseAck{Version: v, AckRequestID: 3, PayloadType: EncapPayloadAbsent}).Marshal(),
 			(&EncapsulatedResponseAck{Version: v, AckRequestID: 3, PayloadType: EncapPayloadReqSlot, ReqSlot: 1}).Marshal())
@@ -164,6 +212,8 @@ func TestEncapSeedsDecode(t *testing.T) {
 		"FuzzDecodeEncapsulatedRequest":         CodeEncapsulatedRequest,
 		"FuzzDecodeDeliverEncapsulatedResponse": CodeDeliverEncapsulatedResponse,
 		"FuzzDecodeEncapsulatedResponseAck":     CodeEncapsulatedResponseAck,
+		"FuzzDecodeChunkSend":                   CodeChunkSend,
+		"FuzzDecodeChunkSendAck":                CodeChunkSendAck,
 	}
 	for target, seeds := range encapSeeds(t) {
 		code, ok := codes[target]

@@ -126,6 +126,7 @@ type Requester struct {
 	firstDigests []byte
 	reqSessionID uint16
 	liveReqIDs   map[uint16]bool
+	chunkHandle  uint8 // the last CHUNK_SEND handle
 }
 
 // NewRequester returns a requester over t.
@@ -188,9 +189,7 @@ func (q *Requester) exchange(ctx context.Context, req []byte, crypto bool) ([]by
 	reqCode := req[1]
 	busy := 0
 	for {
-		cctx, cancel := context.WithTimeout(ctx, q.timeout(crypto))
-		resp, err := q.t.Exchange(cctx, req)
-		cancel()
+		resp, err := q.send(ctx, req, crypto, q.t.Exchange) // requester_chunksend.go
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 				return nil, fmt.Errorf("%w: no %s response within %v: %w", ErrTimeout, CodeName(reqCode), q.timeout(crypto), err)

@@ -53,8 +53,22 @@ func libspdmRequesterIdentity(t *testing.T, bin, dir string) secchan.Identity {
 // authentication and a session, and the asking shows on our side
 // (CHALLENGE_AUTH's bit, KEY_EXCHANGE_RSP's MutAuthRequested, the
 // encapsulated requests answered).
+//
+// With LIBSPDM_EMU_BIN_SMALL (libspdm built with 384-byte buffers,
+// LIBSPDM_SENDER_BUFFER_SIZE and LIBSPDM_RECEIVER_BUFFER_SIZE 0x180) the
+// same modes run against it too: at 1.2 and 1.3 FINISH and CHALLENGE_AUTH
+// with an RSA-3072 signature then go with CHUNK_SEND.
 func TestLibspdmResponderMutualAuthModes(t *testing.T) {
-	bin := libspdmBin(t)
+	builds := []struct{ name, bin string }{{"", libspdmBin(t)}}
+	if small := os.Getenv("LIBSPDM_EMU_BIN_SMALL"); small != "" {
+		builds = append(builds, struct{ name, bin string }{"small/", small})
+	}
+	for _, b := range builds {
+		testLibspdmResponderMutualAuthModes(t, b.name, b.bin)
+	}
+}
+
+func testLibspdmResponderMutualAuthModes(t *testing.T, build, bin string) {
 	for _, alg := range []struct{ dir, asym, hash string }{
 		{"ecp384", "ECDSA_P384", "SHA_384"},
 		{"rsa3072", "RSAPSS_3072", "SHA_384"}, // finding 3: a responder limited to RSAPSS
@@ -69,7 +83,14 @@ func TestLibspdmResponderMutualAuthModes(t *testing.T) {
 				if alg.dir == "rsa3072" && v == "1.1" {
 					continue // RSAPSS exists from 1.2
 				}
-				t.Run(alg.dir+"/"+mode.mut+"+"+mode.basic+"/"+v, func(t *testing.T) {
+				t.Run(build+alg.dir+"/"+mode.mut+"+"+mode.basic+"/"+v, func(t *testing.T) {
+					if build != "" && v == "1.1" {
+						// libspdm against itself fails the same way: its
+						// responder asks for a 0xFFFF-byte certificate
+						// portion it cannot receive (no DataTransferSize
+						// before 1.2), and drops the connection.
+						t.Skip("libspdm's small-buffer responder cannot take the requester's certificate at 1.1, from libspdm's own requester either")
+					}
 					ver, _ := secchan.ParseVersion(v)
 					_, addr := startResponderEmu(t, bin, "--ver", v, "--mut_auth", mode.mut, "--basic_mut_auth", mode.basic,
 						"--req_asym", alg.asym, "--hash", alg.hash, "--asym", "ECDSA_P384")
