@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/devattest/devattest/doe"
+	"github.com/devattest/devattest/secchan"
 	"github.com/devattest/devattest/tdisp"
 )
 
@@ -64,6 +65,8 @@ type Function struct {
 	configHooks []func(what string)
 	tdi         *tdisp.Responder
 	tdiID       *uint32 // WithTDISPFunctionID
+	// spdmConfig adjusts the SPDM responder of NewSPDMVF (WithMutualAuth).
+	spdmConfig []func(*secchan.ResponderConfig) error
 
 	// MaxRequestDW bounds an incoming object; beyond it the mailbox sets
 	// Error, as a device with a finite buffer does.

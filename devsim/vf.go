@@ -80,17 +80,24 @@ func NewSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, opts ..
 func newSPDMVF(ids []secchan.Identity, meas secchan.MeasurementProvider, idekm *ide.Responder, opts ...Option) (*Function, *secchan.Responder, error) {
 	opts = append(opts[:len(opts):len(opts)], WithResetHook(idekm.Reset))
 	var vendor secchan.VendorHandler // set once the function exists
-	caps := SPDMVFCaps
+	// ENCAP too: the device asks for mutual authentication
+	// (WithMutualAuth) and for a KEY_UPDATE of its own key on spdm-emu's
+	// out-of-band command through encapsulated requests.
+	caps := SPDMVFCaps | secchan.CapEncap
 	if meas == nil {
 		caps &^= secchan.CapMeasSig
 	}
-	rsp, err := secchan.NewResponder(secchan.ResponderConfig{
+	cfg := secchan.ResponderConfig{
 		Caps:          caps,
 		Identities:    ids,
 		Measurements:  meas,
 		PSKs:          map[string][]byte{SamplePSKHint: []byte(SamplePSK)},
 		VendorHandler: func(ctx context.Context, sid uint32, req []byte) ([]byte, error) { return vendor(ctx, sid, req) },
-	})
+	}
+	if err := spdmConfigOf(&cfg, opts); err != nil { // WithMutualAuth
+		return nil, nil, err
+	}
+	rsp, err := secchan.NewResponder(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -46,6 +46,9 @@ type Server struct {
 	// and rate-bounded per guest): the server then logs refusals at Debug
 	// only, so that a flooding client cannot double the log.
 	Audited bool
+	// Commands serves out-of-band socket commands beside NORMAL (spdm-emu's
+	// CommandOOBEncapKeyUpdate); nil serves none.
+	Commands map[uint32]CommandHandler
 
 	acc acceptor
 }
@@ -171,6 +174,15 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 				}
 			}
 			return
+		}
+		if h := s.Commands[f.Command]; h != nil { // doe/oob.go
+			if err := h(ctx, f.Transport, f.Payload); err != nil {
+				warn("out-of-band command failed", "command", fmt.Sprintf("0x%04x", f.Command), "err", err)
+			}
+			if !s.reply(conn, Frame{Command: f.Command, Transport: f.Transport}) {
+				return
+			}
+			continue
 		}
 		var reply Frame
 		switch f.Command {

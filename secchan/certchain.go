@@ -80,6 +80,9 @@ type AnchorValidator struct {
 	Roots []*x509.Certificate
 	// Now is the validation time (time.Now when nil).
 	Now func() time.Time
+	// LeafCheck judges the leaf (CheckResponderLeaf when nil;
+	// CheckRequesterLeaf for a requester's chain, NewRequesterValidator).
+	LeafCheck func(*x509.Certificate) error
 }
 
 // ValidateChain implements ChainValidator.
@@ -110,7 +113,11 @@ func (v *AnchorValidator) ValidateChain(chain *CertChain, h crypto.Hash) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrCertChain, err)
 	}
-	if err := CheckResponderLeaf(chain.Leaf()); err != nil {
+	check := v.LeafCheck
+	if check == nil {
+		check = CheckResponderLeaf
+	}
+	if err := check(chain.Leaf()); err != nil {
 		return err
 	}
 	// Every carried certificate must stand on the path that verified,

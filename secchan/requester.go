@@ -47,12 +47,16 @@ type RequesterConfig struct {
 	KeySchedule uint16
 	// Validator decides whether a certificate chain is trusted.
 	Validator ChainValidator
-	// MutualAuth is the requester's own identity, for responders that ask
-	// for mutual authentication in KEY_EXCHANGE_RSP (without encapsulated
-	// requests: the responder must already hold this chain). With it, the
-	// requester advertises MUT_AUTH_CAP and offers the key's algorithm as
-	// ReqBaseAsymAlg.
+	// MutualAuth is the requester's own identity (slot 0), for responders
+	// that ask for mutual authentication: basic (BasicMutAuthReq in
+	// CHALLENGE_AUTH) or in KEY_EXCHANGE_RSP, with or without
+	// encapsulated requests. With it, the requester advertises MUT_AUTH,
+	// ENCAP, CERT and CHAL (1.1+) and offers every scheme of the key as
+	// ReqBaseAsymAlg (requester_encap.go).
 	MutualAuth *Identity
+	// MutualAuthSlots are further identities in the requester's slots
+	// 1-7 (a key of the same algorithm as MutualAuth's).
+	MutualAuthSlots map[uint8]*Identity
 	// Nonce makes the nonce of each CHALLENGE and signed GET_MEASUREMENTS
 	// (crypto/rand when nil). The guest derives it from the workload
 	// owner's nonce so the device's signature is provably fresh.
@@ -128,6 +132,7 @@ type Requester struct {
 	firstDigests []byte
 	reqSessionID uint16
 	liveReqIDs   map[uint16]bool
+	chunkHandle  uint8 // the last CHUNK_SEND handle
 }
 
 // NewRequester returns a requester over t.
@@ -190,9 +195,7 @@ func (q *Requester) exchange(ctx context.Context, req []byte, crypto bool) ([]by
 	reqCode := req[1]
 	busy := 0
 	for {
-		cctx, cancel := context.WithTimeout(ctx, q.timeout(crypto))
-		resp, err := q.t.Exchange(cctx, req)
-		cancel()
+		resp, err := q.send(ctx, req, crypto, q.t.Exchange) // requester_chunksend.go
 		if err != nil {
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 				return nil, fmt.Errorf("%w: no %s response within %v: %w", ErrTimeout, CodeName(reqCode), q.timeout(crypto), err)

@@ -136,6 +136,9 @@ type ChallengeResult struct {
 	Slot        uint8
 	Nonce       [NonceSize]byte
 	SummaryHash []byte
+	// BasicMutualAuth is what the responder's basic mutual
+	// authentication carried, when CHALLENGE_AUTH asked for it.
+	BasicMutualAuth *EncapResult
 }
 
 // Challenge authenticates the responder: its signature over M1/M2 with the
@@ -200,7 +203,14 @@ func (q *Requester) Challenge(ctx context.Context, slot, summary uint8) (*Challe
 	}
 	q.b, q.l = nil, nil
 	q.log.Debug("spdm step", "step", step, "verified", true)
-	return &ChallengeResult{Slot: slot, Nonce: c.Nonce, SummaryHash: m.SummaryHash}, nil
+	res := &ChallengeResult{Slot: slot, Nonce: c.Nonce, SummaryHash: m.SummaryHash}
+	if m.BasicMutAuth {
+		// The responder now authenticates us (requester_encap.go).
+		if res.BasicMutualAuth, err = q.basicMutualAuth(ctx); err != nil {
+			return nil, &StepError{Step: step + " basic mutual authentication", Err: err}
+		}
+	}
+	return res, nil
 }
 
 // MeasurementsResult is one MEASUREMENTS response, checked.

@@ -22,8 +22,13 @@ type SecureSession struct {
 	// HeartbeatPeriod is the responder's period in seconds (0: none).
 	HeartbeatPeriod uint8
 
-	mu sync.Mutex
-	l  []byte // L1/L2 of measurements inside this session
+	// Encap is what session mutual authentication with encapsulated
+	// requests carried (nil without it).
+	Encap *EncapResult
+
+	mu          sync.Mutex
+	l           []byte // L1/L2 of measurements inside this session
+	encapKeyUpd uint8  // the responder's KEY_UPDATE awaiting VerifyNewKey (0: none)
 }
 
 // ID is the session ID.
@@ -55,8 +60,18 @@ func (ss *SecureSession) exchange(ctx context.Context, req []byte, crypto bool) 
 	return msg, nil
 }
 
-// exchangeOnce seals req, sends it, and opens the one record that answers.
+// exchangeOnce sends req in the session, with CHUNK_SEND when it exceeds
+// the responder's DataTransferSize (requester_chunksend.go).
 func (ss *SecureSession) exchangeOnce(ctx context.Context, req []byte, crypto bool) ([]byte, error) {
+	if ss.q.needChunkSend(req) {
+		return ss.q.chunkSend(ctx, req, crypto, func(ctx context.Context, m []byte) ([]byte, error) { return ss.exchangeRecord(ctx, m, false) })
+	}
+	return ss.exchangeRecord(ctx, req, crypto)
+}
+
+// exchangeRecord seals req, sends it, and opens the one record that
+// answers.
+func (ss *SecureSession) exchangeRecord(ctx context.Context, req []byte, crypto bool) ([]byte, error) {
 	rec, err := ss.s.Seal(req)
 	if err != nil {
 		return nil, err

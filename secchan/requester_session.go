@@ -140,12 +140,13 @@ func (q *Requester) KeyExchange(ctx context.Context, opts SessionOptions) (*Secu
 	var mutual *mutualFinish
 	switch {
 	case m.MutAuthRequested == 0:
-	case m.MutAuthRequested == MutAuthRequested && q.cfg.MutualAuth != nil:
+	case q.hasIdentity() && (m.MutAuthRequested == MutAuthRequested || q.reqCaps(q.neg.Version)&CapEncap != 0):
 		if mutual, err = q.mutualFinish(m.ReqSlotID); err != nil {
 			return fail(err)
 		}
+		mutual.encap = m.MutAuthRequested &^ MutAuthRequested // requester_encap.go
 	default:
-		return fail(fmt.Errorf("%w: responder asks for mutual authentication 0x%02x; this requester offers it only without encapsulated requests, and only with an identity", ErrNegotiation, m.MutAuthRequested))
+		return fail(fmt.Errorf("%w: responder asks for mutual authentication (MutAuthRequested 0x%02x); this requester has no identity to answer with", ErrNegotiation, m.MutAuthRequested))
 	}
 	if err := q.checkSecuredVersion(m.Opaque); err != nil {
 		return fail(err)
@@ -185,6 +186,7 @@ func (q *Requester) KeyExchange(ctx context.Context, opts SessionOptions) (*Secu
 
 // mutualFinish is what a FINISH with the requester's signature needs.
 type mutualFinish struct {
+	encap     uint8 // MutAuthWithEncapRequest or MutAuthWithGetDigests: encapsulated requests first
 	slot      uint8
 	chainHash []byte
 	asym      uint32
@@ -194,9 +196,12 @@ type mutualFinish struct {
 // mutualFinish prepares session-based mutual authentication: the
 // requester's chain in the SPDM format, hashed into the FINISH transcript.
 func (q *Requester) mutualFinish(slot uint8) (*mutualFinish, error) {
-	id := q.cfg.MutualAuth
+	id := q.mutIdentity(slot)
 	asym := uint32(q.neg.ReqBaseAsym)
-	if id.Key == nil || len(id.Chain) == 0 || asym == 0 || AsymFor(id.Key.Public()) != asym {
+	if id == nil || id.Key == nil || len(id.Chain) == 0 {
+		return nil, fmt.Errorf("%w: the responder asks for the requester's slot %d, which holds no identity", ErrNegotiation, slot)
+	}
+	if asym == 0 || !keyCanSign(id, asym) {
 		return nil, fmt.Errorf("%w: mutual authentication needs a key of the negotiated ReqBaseAsymAlg %s", ErrNegotiation, AsymName(asym))
 	}
 	root := id.Root
@@ -325,6 +330,11 @@ func (q *Requester) finishSession(ctx context.Context, st SecuredTransport, step
 	// FINISH / PSK_FINISH: the verify data covers the transcript and the
 	// message up to it. With mutual authentication the requester's chain
 	// hash joins the transcript and FINISH carries its signature first.
+	if mutual != nil && mutual.encap != 0 {
+		if err := q.encapForFinish(ctx, ss, mutual); err != nil {
+			return fail(s, err)
+		}
+	}
 	code, rspCode := CodeFinish, CodeFinishRsp
 	if psk {
 		code, rspCode = CodePSKFinish, CodePSKFinishRsp

@@ -87,11 +87,9 @@ func (q *Requester) GetCapabilities(ctx context.Context) error {
 // reqCaps returns the requester flags valid at version v.
 func (q *Requester) reqCaps(v Version) uint32 {
 	f := q.cfg.Caps
-	if q.cfg.MutualAuth != nil && v >= V12 {
-		// Session-based mutual authentication without encapsulated
-		// requests exists from 1.2; 1.1 ties MUT_AUTH to ENCAP.
-		f |= CapMutAuth
-	}
+	// An identity answers mutual authentication, with encapsulated
+	// requests (requester_encap.go) or without.
+	f |= q.reqMutualCaps(v)
 	if v < V12 {
 		f &^= CapChunk | CapAliasCert
 	}
@@ -206,11 +204,12 @@ func (q *Requester) checkSelection(n *NegotiateAlgorithms, m *Algorithms) (Negot
 	return neg, nil
 }
 
-// reqBaseAsym is the ReqBaseAsymAlg offered: the mutual-authentication
-// key's algorithm when there is one, else the configured set.
+// reqBaseAsym is the ReqBaseAsymAlg offered: every scheme the
+// mutual-authentication keys sign with when there are any, else the
+// configured set.
 func (q *Requester) reqBaseAsym() uint16 {
-	if id := q.cfg.MutualAuth; id != nil && id.Key != nil {
-		return uint16(AsymFor(id.Key.Public()))
+	if a := q.reqAsymOffer(); a != 0 {
+		return a
 	}
 	return q.cfg.ReqBaseAsym
 }

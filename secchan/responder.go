@@ -87,7 +87,8 @@ type ResponderConfig struct {
 	// Implemented: CERT, CHAL, MEAS_NO_SIG or MEAS_SIG, MEAS_FRESH, CHUNK,
 	// and for sessions KEY_EX, PSK (01b, or 10b PSK_WITH_CONTEXT), ENCRYPT
 	// and MAC (both, whenever KEY_EX or PSK is set), HBEAT, KEY_UPD,
-	// HANDSHAKE_IN_THE_CLEAR and MUT_AUTH (session-based, with MutualAuth).
+	// HANDSHAKE_IN_THE_CLEAR, MUT_AUTH (with MutualAuth or
+	// EncapMutualAuth) and ENCAP (responder_encap.go).
 	// Flags a version does not define are masked out of CAPABILITIES.
 	Caps uint32
 	// CTExponent: the responder's crypto time is 2^CTExponent µs
@@ -132,14 +133,18 @@ type ResponderConfig struct {
 	// requester also sets MUT_AUTH, KEY_EXCHANGE_RSP asks for it
 	// (MutAuthRequested 1h, no encapsulated requests) and FINISH must
 	// carry a signature by the chain's leaf key. From SPDM 1.2 only: 1.1
-	// ties MUT_AUTH to ENCAP, which this responder lacks.
+	// ties MUT_AUTH to encapsulated requests (EncapMutualAuth).
 	MutualAuth *RequesterChain
+	// EncapMutualAuth asks for mutual authentication through
+	// encapsulated requests (needs ENCAP and MUT_AUTH): basic, in
+	// CHALLENGE_AUTH, and for sessions, in KEY_EXCHANGE_RSP. See
+	// responder_encap.go.
+	EncapMutualAuth *EncapMutualAuth
 }
 
-// rspImplementedCaps are the capabilities this responder implements;
-// ENCAP, basic (CHALLENGE) mutual authentication and the 1.2/1.3
-// provisioning capabilities are not.
-const rspImplementedCaps = CapCert | CapChal | capMeasMask | CapMeasFresh | CapChunk | rspSessionCaps
+// rspImplementedCaps are the capabilities this responder implements; the
+// 1.2/1.3 provisioning capabilities are not.
+const rspImplementedCaps = CapCert | CapChal | capMeasMask | CapMeasFresh | CapChunk | rspSessionCaps | CapEncap
 
 // Default responder settings.
 const (
@@ -220,6 +225,9 @@ type rspConn struct {
 	// (zero) or inside a session. A large response belongs to its
 	// channel; CHUNK_GET from another gets none of it.
 	via channel
+
+	encap  *rspEncap         // the encapsulated flow in progress (responder_encap.go)
+	mutual *MutualAuthResult // the last one that authenticated a requester, or refused it
 }
 
 // channel is how a request reached the responder.
@@ -297,6 +305,9 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	}
 	mutual, err := checkSessionConfig(&cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkEncapConfig(&cfg); err != nil {
 		return nil, err
 	}
 	if cfg.CTExponent == 0 {
@@ -451,11 +462,18 @@ func (r *Responder) dispatch(ctx context.Context, req []byte) []byte {
 		// interrupt a large response; the transfer stays open.
 		return r.errMsg(ErrCodeUnexpectedRequest, 0)
 	}
+	if rp, blocked := r.encapBlocks(h.Code); blocked {
+		return rp.msg
+	}
 	if h.Code != CodeGetMeasurements && h.Code != CodeChunkGet {
 		r.st.l = nil // any other request ends L1L2
 	}
 	var rp reply
 	switch h.Code {
+	case CodeGetEncapsulatedRequest:
+		rp = r.getEncapsulatedRequest(req, h, nil)
+	case CodeDeliverEncapsulatedResponse:
+		return r.send(r.deliverEncapsulatedResponse(req, h, nil))
 	case CodeGetCapabilities:
 		rp = r.getCapabilities(req, h)
 	case CodeNegotiateAlgorithms:

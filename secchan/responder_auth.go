@@ -118,6 +118,7 @@ func (r *Responder) challenge(req []byte, h Header) reply {
 		Nonce:         nonce,
 		SummaryHash:   summary,
 		Context:       c.Context,
+		BasicMutAuth:  r.wantBasicMutual(), // responder_encap.go
 	}
 	unsigned := m.Marshal()
 	th := r.transcriptHash(st.vca, st.b, msg, unsigned)
@@ -129,5 +130,8 @@ func (r *Responder) challenge(req []byte, h Header) reply {
 	return reply{msg: resp, commit: func() {
 		st.b = nil // M1M2 ends with CHALLENGE_AUTH
 		st.authenticated = true
+		if m.BasicMutAuth {
+			r.startEncap(encapBasic, "basic", nil)
+		}
 	}}
 }

@@ -71,6 +71,10 @@ func (r *Responder) keyExchange(req []byte, h Header) reply {
 		}
 		mutual = r.transcriptHash(chain)
 		m.MutAuthRequested, m.ReqSlotID = MutAuthRequested, mu.slot
+	} else if mode := r.sessionMutualMode(); mode != 0 {
+		// The requester's chain comes by encapsulated requests before
+		// FINISH (responder_encap.go).
+		m.MutAuthRequested, m.ReqSlotID = mode, r.cfg.EncapMutualAuth.Slot
 	}
 	var period uint8
 	if r.both(CapHbeat) {
@@ -116,6 +120,12 @@ func (r *Responder) keyExchange(req []byte, h Header) reply {
 		r.sess.live[id] = rs
 		r.sess.latest = id
 		r.resetBUnlessAuthenticated()
+		switch m.MutAuthRequested {
+		case MutAuthWithEncapRequest:
+			r.startEncap(encapSessionMutual, "session-encap", rs)
+		case MutAuthWithGetDigests:
+			r.startEncap(encapSessionMutual, "session-get-digests", rs)
+		}
 	}}
 }
 
@@ -143,7 +153,7 @@ func (r *Responder) finish(req []byte, h Header, rs *rspSession, secured bool) s
 	if rs == nil {
 		return secReply{reply: r.fail(r.sessionNotFound(), 0)}
 	}
-	if rs.psk || rs.s.Phase() != PhaseHandshake || rs.inClear == secured {
+	if rs.psk || rs.s.Phase() != PhaseHandshake || rs.inClear == secured || rs.encapPending {
 		// A PSK session, a finished handshake, or FINISH encrypted where
 		// it should be in the clear (libspdm says SessionRequired there).
 		return secReply{reply: r.fail(ErrCodeUnexpectedRequest, 0)}
@@ -154,7 +164,8 @@ func (r *Responder) finish(req []byte, h Header, rs *rspSession, secured bool) s
 		reqSig, _ = sigSize(uint32(st.reqAsym))
 	}
 	msg, err := decodeExact("FINISH", req, func(b []byte) (int, error) { return f.Decode(b, reqSig, st.hash.Size()) })
-	if err != nil || f.SignatureIncluded != (rs.mutual != nil) || rs.mutual != nil && f.ReqSlotID != r.sess.mutual.slot {
+	reqPub, reqSlot := r.rspMutualPub(rs)
+	if err != nil || f.SignatureIncluded != (rs.mutual != nil) || rs.mutual != nil && f.ReqSlotID != reqSlot {
 		// The signature comes exactly when mutual authentication was
 		// asked for (libspdm: InvalidRequest otherwise), from the slot
 		// KEY_EXCHANGE_RSP named.
@@ -165,7 +176,7 @@ func (r *Responder) finish(req []byte, h Header, rs *rspSession, secured bool) s
 	th := slices.Concat(rs.th, rs.mutual)
 	if rs.mutual != nil {
 		signed := r.transcriptHash(th, msg[:f.SignedLen()])
-		if err := VerifySignature(st.version, uint32(st.reqAsym), st.hash, r.sess.mutual.pub, ContextFinish, signed, f.Signature); err != nil {
+		if err := VerifySignature(st.version, uint32(st.reqAsym), st.hash, reqPub, ContextFinish, signed, f.Signature); err != nil {
 			return r.failIn(ErrCodeDecryptError, rs, true) // as libspdm
 		}
 	}

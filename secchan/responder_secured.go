@@ -113,11 +113,18 @@ func (r *Responder) dispatchSecured(ctx context.Context, rs *rspSession, req []b
 	if r.st.chunk != nil && h.Code != CodeChunkGet {
 		return secReply{reply: r.fail(ErrCodeUnexpectedRequest, 0)}
 	}
+	if rp, blocked := r.encapBlocks(h.Code); blocked {
+		return secReply{reply: rp}
+	}
 	if h.Code != CodeGetMeasurements && h.Code != CodeChunkGet {
 		rs.l = nil // any other request in the session ends its L1L2
 	}
 	var rp reply
 	switch h.Code {
+	case CodeGetEncapsulatedRequest:
+		rp = r.getEncapsulatedRequest(req, h, rs)
+	case CodeDeliverEncapsulatedResponse:
+		return r.deliverEncapsulatedResponse(req, h, rs)
 	case CodeFinish:
 		return r.finish(req, h, rs, true)
 	case CodePSKFinish:

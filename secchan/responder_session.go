@@ -28,10 +28,10 @@ package secchan
 // framing removed). D (the first DIGESTS) never enters them: this
 // responder never selects MULTI_KEY_CONN.
 //
-// Session-based mutual authentication is implemented in its basic form
-// only (MutAuthRequested 1h, DSP0274 §10.16): the requester's chain is
-// provisioned (ResponderConfig.MutualAuth), as there are no encapsulated
-// requests. FINISH then carries the requester's signature (context
+// Session-based mutual authentication (DSP0274 §10.16): with
+// MutAuthRequested 1h the requester's chain is provisioned
+// (ResponderConfig.MutualAuth); with 2h or 4h it comes by encapsulated
+// requests before FINISH (responder_encap.go). FINISH then carries the requester's signature (context
 // "requester-finish signing") over hash(VCA, H(responder chain),
 // KEY_EXCHANGE, KEY_EXCHANGE_RSP, H(requester chain), FINISH header), and
 // H(requester chain) stays in the transcript for RequesterVerifyData and
@@ -124,8 +124,8 @@ func checkSessionConfig(cfg *ResponderConfig) (*rspMutual, error) {
 	caps := cfg.Caps
 	sessions := caps&(CapKeyEx|capPSKResponderMask) != 0
 	switch {
-	case caps&CapMutAuth != 0 && (caps&CapKeyEx == 0 || cfg.MutualAuth == nil):
-		return nil, errors.New("secchan: responder MUT_AUTH needs KEY_EX and a provisioned requester chain (MutualAuth); basic mutual authentication (CHALLENGE) is not implemented")
+	case caps&CapMutAuth != 0 && cfg.EncapMutualAuth == nil && (caps&CapKeyEx == 0 || cfg.MutualAuth == nil):
+		return nil, errors.New("secchan: responder MUT_AUTH needs KEY_EX and a provisioned requester chain (MutualAuth), or EncapMutualAuth")
 	case caps&CapMutAuth == 0 && cfg.MutualAuth != nil:
 		return nil, errors.New("secchan: responder has a MutualAuth chain but no MUT_AUTH cap")
 	case caps&capPSKResponderMask == capPSKResponderMask:
@@ -177,6 +177,13 @@ type rspSession struct {
 	period  uint8  // heartbeat period in seconds (0: none)
 	last    time.Time
 	keyUpd  uint8 // KEY_UPDATE operation awaiting VerifyNewKey (0: none)
+
+	// Mutual authentication through encapsulated requests
+	// (responder_encap.go): pending until the requester's chain is in,
+	// then the leaf's key and the slot FINISH must name.
+	encapPending bool
+	reqPub       crypto.PublicKey
+	reqSlot      uint8
 }
 
 // expired reports whether the session saw no request for twice its

@@ -116,8 +116,8 @@ func (r *Responder) getCapabilities(req []byte, h Header) reply {
 		CTExponent: r.cfg.CTExponent,
 		Flags:      r.cfg.Caps & rspCapsMask(g.Version),
 	}
-	if g.Version == V11 {
-		m.Flags &^= CapMutAuth // 1.1 allows it only with ENCAP, not implemented
+	if g.Version == V11 && m.Flags&CapEncap == 0 {
+		m.Flags &^= CapMutAuth // 1.1 allows it only with ENCAP
 	}
 	if g.Version >= V12 {
 		m.DataTransferSize = r.cfg.DataTransferSize
@@ -221,8 +221,8 @@ func (r *Responder) negotiateAlgorithms(req []byte, h Header) reply {
 			sel.Bits = uint16(rspPick(rspDHEPref, uint32(t.Bits)))
 		case t.Type == AlgTypeAEAD && sessions:
 			sel.Bits = uint16(rspPick(rspAEADPref, uint32(t.Bits)))
-		case t.Type == AlgTypeReqBaseAsym && r.cfg.Caps&CapMutAuth != 0 && n.Version >= V12:
-			sel.Bits = uint16(rspPick(rspAsymPref, uint32(t.Bits)&r.sess.mutualAsyms()))
+		case t.Type == AlgTypeReqBaseAsym && r.cfg.Caps&CapMutAuth != 0 && (n.Version >= V12 || r.cfg.EncapMutualAuth != nil):
+			sel.Bits = uint16(rspPick(rspAsymPref, uint32(t.Bits)&r.reqAsymsVerifiable()))
 		case t.Type == AlgTypeKeySchedule && sessions:
 			sel.Bits = uint16(rspPick(rspKeySchedPref, uint32(t.Bits)))
 		}

@@ -24,6 +24,7 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:2323", "address to serve on: HOST:PORT or unix:PATH")
 	delay := fs.Duration("delay", 0, "hold each DOE response back this long (a slow device)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	mutAuth := addMutAuthFlags(fs) // devsim_mutauth.go
 	caOut := fs.String("ca-out", "", "write the identity's root certificate here (DER, or PEM if FILE ends in .pem): the trust anchor for a requester")
 	chainFile := fs.String("cert-chain", "", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der)")
 	cdat := fs.Bool("cdat", false, "also serve a CDAT (CXL Table Access, 1e98:02), as a CXL memory device does")
@@ -64,7 +65,13 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 			return cli.Fail(stderr, prog, err)
 		}
 	}
-	vf, _, err := devsim.NewSPDMVF(ids, devsim.NewMeasurements())
+	var vfOpts []devsim.Option
+	if o, err := mutAuth.option(); err != nil {
+		return cli.Fail(stderr, prog, err)
+	} else if o != nil {
+		vfOpts = append(vfOpts, o)
+	}
+	vf, rsp, err := devsim.NewSPDMVF(ids, devsim.NewMeasurements(), vfOpts...)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
@@ -88,7 +95,7 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
-	srv := &doe.Server{Mailbox: vf.Driver(), Logger: log}
+	srv := &doe.Server{Mailbox: vf.Driver(), Logger: log, Commands: oobCommands(rsp, log)}
 	log.Info("devsim serving an emulated VF", "listen", ln.Addr().String(), "protocols", len(vf.Protocols()))
 	go func() {
 		<-ctx.Done()
