@@ -35,7 +35,10 @@ type Server struct {
 	Logger *slog.Logger
 	// MaxPayload bounds request frames (default MaxFramePayload).
 	MaxPayload int
-	// ExchangeTimeout bounds one exchange through the Mailbox (default 2 s).
+	// ExchangeTimeout bounds one exchange through the Mailbox (default
+	// 2 s), all of it: a register Driver behind the server lets the
+	// device use the whole bound (FollowDeadline) instead of PCIe's 1 s
+	// per object, so a server's bound is the one that counts.
 	ExchangeTimeout time.Duration
 	// IdleTimeout bounds the wait for a client's next frame (default 10 min).
 	IdleTimeout time.Duration
@@ -227,7 +230,7 @@ func (s *Server) handleNormal(ctx context.Context, warn func(string, ...any), mb
 	}
 	ectx, cancel := context.WithTimeout(ctx, withDefault(s.ExchangeTimeout, 2*time.Second))
 	defer cancel()
-	resp, err := mb.Exchange(ectx, req)
+	resp, err := mb.Exchange(FollowDeadline(ectx), req)
 	if err != nil {
 		return refuse(err)
 	}
