@@ -21,15 +21,17 @@ import (
 
 func runDevsim(args []string, stdout, stderr io.Writer) int {
 	const prog = "devattest devsim"
-	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM] [--cdat]")
+	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM]... [--slots FILE] [--cdat]")
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:2323", "address to serve on: HOST:PORT or unix:PATH")
 	delay := fs.Duration("delay", 0, "hold each DOE response back this long (a slow device)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	caOut := fs.String("ca-out", "", "write the identity's root certificate here (DER, or PEM if FILE ends in .pem): the trust anchor for a requester")
-	chainFile := fs.String("cert-chain", "", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der)")
+	var chainFiles, keyFiles listFlag
+	fs.Var(&chainFiles, "cert-chain", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der); repeat with --key for slots 1, 2, ...")
+	slotsFile := fs.String("slots", "", "YAML file listing certificate slots (slots: - cert_chain: DER, key: PEM), after any --cert-chain/--key pairs")
 	cdat := fs.Bool("cdat", false, "also serve a CDAT (CXL Table Access, 1e98:02), as a CXL memory device does")
-	keyFile := fs.String("key", "", "the leaf's private key for --cert-chain, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
+	fs.Var(&keyFiles, "key", "the leaf's private key for the --cert-chain of the same position, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -41,8 +43,8 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 		return cli.Fail(stderr, prog, errors.New("unexpected arguments after the flags"))
 	case *delay < 0 || *delay > 10*time.Second:
 		return cli.Fail(stderr, prog, errors.New("--delay must be between 0 and 10s"))
-	case (*chainFile == "") != (*keyFile == ""):
-		return cli.Fail(stderr, prog, errors.New("--cert-chain and --key go together"))
+	case len(chainFiles) != len(keyFiles):
+		return cli.Fail(stderr, prog, errors.New("--cert-chain and --key go together, one pair per slot"))
 	}
 	log, err := cli.Logger(stderr, *logLevel)
 	if err != nil {
@@ -52,9 +54,8 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	var rootDER []byte
 	var ids []secchan.Identity
 	source := "generated"
-	if *chainFile != "" {
-		rootDER, ids, err = loadIdentity(*chainFile, *keyFile)
-		source = *chainFile
+	if len(chainFiles) != 0 || *slotsFile != "" {
+		rootDER, ids, source, err = slotIdentities(chainFiles, keyFiles, *slotsFile)
 	} else {
 		rootDER, ids, err = devsim.NewIdentity()
 	}
