@@ -78,3 +78,27 @@ func TestDevsimSlots(t *testing.T) {
 		})
 	}
 }
+
+// FuzzReadSlotFile: any --slots content gives slots or an error, never a
+// panic, and never more than eight slots or an entry without both paths.
+func FuzzReadSlotFile(f *testing.F) {
+	f.Add([]byte("slots:\n  - cert_chain: a.der\n    key: a.pem\n"))
+	f.Add([]byte("slots: []\n"))
+	f.Add([]byte("slots:\n  - cert_chain: /abs\n    key: k\n  - {cert_chain: b, key: c}\n"))
+	f.Add([]byte("slots: {cert_chain: a}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "s.yaml")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pairs, err := readSlotFile(p)
+		if err != nil {
+			return
+		}
+		for _, s := range pairs {
+			if s.chain == "" || s.key == "" {
+				t.Fatalf("slot without a path: %+v", s)
+			}
+		}
+	})
+}
