@@ -380,8 +380,19 @@ func requesterArgs(c mCase) []string {
 		"--slot_id", strconv.Itoa(int(c.slot)), "--exe_conn", "DIGEST,CERT,CHAL,MEAS", "--exe_session", session, "--cap", caps}
 }
 
-// execRequesterEmu runs spdm_requester_emu from bin against addr.
+// execRequesterEmu runs spdm_requester_emu from bin against addr and
+// checks its verdict.
 func execRequesterEmu(bin, addr string, args []string) (string, error) {
+	out, err := execRequesterEmuRaw(bin, addr, args)
+	if err == nil {
+		err = requesterEmuVerdict(out, args)
+	}
+	return out, err
+}
+
+// execRequesterEmuRaw runs spdm_requester_emu from bin against addr
+// (PCI_DOE), bounded to two minutes.
+func execRequesterEmuRaw(bin, addr string, args []string) (string, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -394,9 +405,6 @@ func execRequesterEmu(bin, addr string, args []string) (string, error) {
 	}
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
-	if err == nil {
-		err = requesterEmuVerdict(string(out), args)
-	}
 	return string(out), err
 }
 
@@ -559,24 +567,9 @@ func serveMatrixDevsim(t *testing.T, ids []secchan.Identity) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Port 0: cases run in parallel, and a port picked free a moment ago
-	// may be another case's by now.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &doe.Server{Mailbox: vf.Driver()}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Errorf("devsim server did not stop within 5s of Close")
-		}
-	})
-	return ln.Addr().String()
+	// Cases run in parallel: a port picked free a moment ago may be
+	// another case's by now.
+	return serveLoopback(t, &doe.Server{Mailbox: vf.Driver()})
 }
 
 // runOurRequester runs the case's flows with our requester at addr:
