@@ -96,3 +96,7 @@ func orBits(pref []uint32) uint32 {
 	}
 	return v
 }
+
+// SetLogger sets the Logger of a responder built without one (devsim's
+// command line, for one); call it before the responder serves.
+func (r *Responder) SetLogger(l *slog.Logger) { r.cfg.Logger = l }

@@ -67,10 +67,11 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 			return cli.Fail(stderr, prog, err)
 		}
 	}
-	vf, _, err := devsim.NewSPDMVF(ids, devsim.NewMeasurements())
+	vf, rsp, err := devsim.NewSPDMVF(ids, devsim.NewMeasurements())
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
+	rsp.SetLogger(log) // negotiation failures, with both sides' offers
 	if *cdat {
 		h, err := devsim.NewCDATHandler(devsim.DefaultCDAT())
 		if err == nil {
