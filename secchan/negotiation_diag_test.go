@@ -35,9 +35,12 @@ func TestNegotiationFailuresNameOffers(t *testing.T) {
 			is:     secchan.ErrCodeInvalidRequest,
 		},
 		{
-			name:   "no common version",
-			mutate: func(c *secchan.RequesterConfig) { c.Versions = []secchan.Version{secchan.V13}; c.MinVersion = secchan.V13 },
-			want:   []string{"responder offers [1.0 1.1 1.2]", "we accept [1.3]"},
+			name: "no common version",
+			mutate: func(c *secchan.RequesterConfig) {
+				c.Versions = []secchan.Version{secchan.V13}
+				c.MinVersion = secchan.V13
+			},
+			want: []string{"responder offers [1.0 1.1 1.2]", "we accept [1.3]"},
 		},
 		{
 			name:    "FFDHE only",
