@@ -348,7 +348,10 @@ func overlayBin(t *testing.T, bin, dir string, files map[string]string) string {
 	return out
 }
 
-// responderArgs are spdm_responder_emu's flags for a case.
+// responderArgs are spdm_responder_emu's flags for a case. A
+// mutual-authentication mode other than "none" sets --mut_auth and
+// --basic_mut_auth here, and the requester's identity in
+// runOurRequester and requesterArgs.
 func responderArgs(c mCase) []string {
 	args := []string{"--ver", c.v.String(), "--asym", c.alg.asym, "--hash", c.alg.hash, "--aead", c.aead, "--dhe", c.dhe,
 		"--mut_auth", "NO", "--basic_mut_auth", "NO"}
