@@ -501,25 +501,10 @@ func matrixOurs(t *testing.T, c mCase) {
 func matrixTheirs(t *testing.T, c mCase) {
 	bin := matrixEnv(t, c)
 	dir := filepath.Join(bin, c.alg.dir)
-	chains := []string{filepath.Join(dir, "bundle_responder.certchain.der")}
+	ids := []secchan.Identity{libspdmIdentity(t, dir, "bundle_responder.certchain.der", "end_responder.key")}
 	if c.slot != 0 {
-		chains = append(chains, filepath.Join(dir, "bundle_responder.certchain1.der"))
-	}
-	var ids []secchan.Identity
-	for _, ch := range chains {
-		chain, err := os.ReadFile(ch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := os.ReadFile(filepath.Join(dir, "end_responder.key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, id, err := devsim.LoadIdentity(chain, key)
-		if err != nil {
-			t.Fatalf("%s: %v", ch, err)
-		}
-		ids = append(ids, id)
+		// Slot 1: libspdm's second sample chain, for the same key.
+		ids = append(ids, libspdmIdentity(t, dir, "bundle_responder.certchain1.der", "end_responder.key"))
 	}
 	addr := serveMatrixDevsim(t, ids)
 	out, err := execRequesterEmu(bin, addr, requesterArgs(c))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,18 +53,7 @@ func TestLibspdmNegotiationFailures(t *testing.T) {
 	}
 
 	t.Run("RSAPSS-only requester against devsim", func(t *testing.T) {
-		chain, err := os.ReadFile(filepath.Join(bin, "ecp384", "bundle_responder.certchain.der"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := os.ReadFile(filepath.Join(bin, "ecp384", "end_responder.key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, id, err := devsim.LoadIdentity(chain, key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		id := libspdmIdentity(t, filepath.Join(bin, "ecp384"), "bundle_responder.certchain.der", "end_responder.key")
 		vf, rsp, err := devsim.NewSPDMVF([]secchan.Identity{id}, devsim.NewMeasurements())
 		if err != nil {
 			t.Fatal(err)

@@ -19,25 +19,31 @@ import (
 // requester trusts it.
 func devsimWithLibspdmIdentity(t *testing.T, bin, dir string) (string, *devsim.Function) {
 	t.Helper()
-	chain, err := os.ReadFile(filepath.Join(bin, dir, "bundle_responder.certchain.der"))
+	id := libspdmIdentity(t, filepath.Join(bin, dir), "bundle_responder.certchain.der", "end_responder.key")
+	vf, _, err := devsim.NewSPDMVF([]secchan.Identity{id}, devsim.NewMeasurements())
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := os.ReadFile(filepath.Join(bin, dir, "end_responder.key"))
+	return serveLoopback(t, &doe.Server{Mailbox: vf.Driver()}), vf
+}
+
+// libspdmIdentity loads one of libspdm's sample identities: a chain
+// (root first) and its leaf's PEM key, both in dir.
+func libspdmIdentity(t *testing.T, dir, chainFile, keyFile string) secchan.Identity {
+	t.Helper()
+	chain, err := os.ReadFile(filepath.Join(dir, chainFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, keyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, id, err := devsim.LoadIdentity(chain, key)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s with %s: %v", chainFile, keyFile, err)
 	}
-	vf, _, err := devsim.NewSPDMVF([]secchan.Identity{id}, devsim.NewMeasurements())
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
-	serve(t, &doe.Server{Mailbox: vf.Driver()}, addr)
-	return addr, vf
+	return id
 }
 
 // runRequesterEmu runs libspdm's spdm_requester_emu against addr with the
