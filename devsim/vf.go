@@ -51,10 +51,13 @@ const (
 // measurements): authentication, signed measurements, large responses and
 // secure sessions — KEY_EXCHANGE, PSK with a ResponderContext (so
 // PSK_FINISH follows, as with libspdm's responder), encryption and MAC,
-// heartbeat and key update.
+// heartbeat and key update, and HANDSHAKE_IN_THE_CLEAR (used only when the
+// requester sets it too; then KEY_EXCHANGE's FINISH and FINISH_RSP go in
+// the clear, which DMTF's SPDM-Responder-Validator otherwise leaves
+// untested).
 const SPDMVFCaps = secchan.CapCert | secchan.CapChal | secchan.CapMeasSig | secchan.CapChunk |
 	secchan.CapKeyEx | secchan.CapPSKWithContext | secchan.CapEncrypt | secchan.CapMAC |
-	secchan.CapHbeat | secchan.CapKeyUpd
+	secchan.CapHbeat | secchan.CapKeyUpd | secchan.CapHandshakeInClr
 
 // NewSPDMVF returns a VF whose CMA/SPDM handler is a real SPDM responder
 // for ids and meas, with secure sessions (SPDMVFCaps, the sample PSK):

@@ -23,7 +23,13 @@ import (
 //   - SHUTDOWN and CONTINUE: acknowledged in kind, then that connection
 //     ends; the server stays up for the next client. A client's SHUTDOWN is
 //     never passed on to the device.
-//   - anything else: answered with UNKNOWN.
+//   - anything else (spdm-emu's out-of-band commands such as 0x8001,
+//     start an encapsulated KEY_UPDATE, included): answered with an UNKNOWN
+//     frame with no payload, in the request's transport type, as spdm-emu's
+//     own responder answers a command it does not know. libspdm's requester
+//     reads the reply to an out-of-band command into a zero-length buffer:
+//     a reason text there would fail its read and leave the rest of the
+//     frame in the stream. The reason goes to the log instead.
 type Server struct {
 	// Mailbox answers the objects of every connection, unless Connect is set.
 	Mailbox Mailbox
@@ -205,8 +211,8 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 			return
 		default:
 			err := refused(f, fmt.Errorf("%w %s", ErrUnknownCommand, CommandName(f.Command)))
-			warn("unknown socket command", "command", CommandName(f.Command))
-			reply = Frame{Command: CommandUnknown, Transport: f.Transport, Payload: []byte(err.Error())}
+			warn("unknown socket command answered with an empty UNKNOWN", "command", CommandName(f.Command), "err", err)
+			reply = Frame{Command: CommandUnknown, Transport: f.Transport}
 		}
 		if !s.reply(conn, reply) {
 			return

@@ -264,13 +264,22 @@ func TestServerWrongTransport(t *testing.T) {
 	}
 }
 
+// TestServerUnknownCommand: any command the server does not know, among
+// them spdm-emu's out-of-band 0x8001 (start an encapsulated KEY_UPDATE,
+// payload the session ID) and 0x8002, gets an UNKNOWN frame with no
+// payload in the request's transport, which libspdm's requester reads
+// into its zero-length buffer (issue 16, finding 6); the stream stays in
+// step.
 func TestServerUnknownCommand(t *testing.T) {
 	r := srvStart(t, &doe.Server{Mailbox: doe.MailboxFunc(srvEcho)})
 	conn := srvRaw(t, r)
-	for _, cmd := range []uint32{0, 2, 0x1234, doe.CommandUnknown, 0xFFFFFFFF} {
-		resp := srvRoundTrip(t, conn, doe.Frame{Command: cmd, Transport: doe.TransportPCIDOE, Payload: []byte{1, 2, 3, 4}})
-		if resp.Command != doe.CommandUnknown {
-			t.Fatalf("command %#x answered with %s", cmd, doe.CommandName(resp.Command))
+	for _, cmd := range []uint32{0, 2, 0x1234, 0x8001, 0x8002, doe.CommandUnknown, 0xFFFFFFFF} {
+		for _, tr := range []uint32{doe.TransportPCIDOE, doe.TransportMCTP} {
+			resp := srvRoundTrip(t, conn, doe.Frame{Command: cmd, Transport: tr, Payload: []byte{1, 2, 3, 4}})
+			if resp.Command != doe.CommandUnknown || resp.Transport != tr || len(resp.Payload) != 0 {
+				t.Fatalf("command %#x transport %d answered with %s transport %d and %d payload bytes, want an empty UNKNOWN in kind",
+					cmd, tr, doe.CommandName(resp.Command), resp.Transport, len(resp.Payload))
+			}
 		}
 	}
 	resp := srvRoundTrip(t, conn, doe.Frame{Command: doe.CommandTest, Transport: doe.TransportPCIDOE})

@@ -65,7 +65,7 @@ func (q *Requester) keySchedule(psk bool) (KeySchedule, error) {
 	case neg.RspCaps&(CapEncrypt|CapMAC) == 0:
 		return KeySchedule{}, fmt.Errorf("%w: responder offers neither ENCRYPT nor MAC", ErrNegotiation)
 	case neg.AEAD == 0 || neg.KeySchedule != KeyScheduleSPDM || (!psk && neg.DHE == 0):
-		return KeySchedule{}, fmt.Errorf("%w: no DHE, AEAD or key schedule selected", ErrNegotiation)
+		return KeySchedule{}, q.sessionAlgMismatch(psk)
 	}
 	return KeySchedule{Version: neg.Version, Hash: neg.Hash, AEAD: neg.AEAD}, nil
 }

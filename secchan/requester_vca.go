@@ -125,7 +125,7 @@ func (q *Requester) NegotiateAlgorithms(ctx context.Context) error {
 	req := n.Marshal()
 	resp, err := q.exchange(ctx, req, false)
 	if err != nil {
-		return &StepError{Step: step, Err: err}
+		return &StepError{Step: step, Err: refusedOffer(err, &n)}
 	}
 	var m Algorithms
 	msg, err := expect(resp, CodeAlgorithms, v, m.Decode)

@@ -44,6 +44,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/devattest/devattest/doe"
@@ -125,6 +126,9 @@ type ResponderConfig struct {
 	// established (default 4); one more KEY_EXCHANGE or PSK_EXCHANGE gets
 	// ERROR(SessionLimitExceeded).
 	MaxSessions int
+	// Logger receives the responder's diagnostics (a negotiation that
+	// fails, with both sides' offers); nil discards.
+	Logger *slog.Logger
 	// VendorHandler answers VENDOR_DEFINED_REQUEST; without it the request
 	// gets ERROR(UnsupportedRequest). See VendorHandler.
 	VendorHandler VendorHandler

@@ -40,8 +40,8 @@ func (r *Responder) getDigests(req []byte, h Header) reply {
 }
 
 // getCertificate answers GET_CERTIFICATE with one portion of a slot's
-// chain: at most the requested Length, and in 1.2+ at most what fits in
-// the requester's DataTransferSize (in 1.0/1.1, in this responder's).
+// chain: the requested Length, or less where the chain ends or the
+// response could not reach the requester (certPortionRoom).
 func (r *Responder) getCertificate(req []byte, h Header) reply {
 	if rp, ok := r.checkNegotiated(h, CapCert); !ok {
 		return rp
@@ -64,12 +64,7 @@ func (r *Responder) getCertificate(req []byte, h Header) reply {
 	if int(g.Offset) >= len(chain) {
 		return r.fail(ErrCodeInvalidRequest, 0)
 	}
-	const header = 8 // CERTIFICATE before the portion
-	room := int(r.cfg.DataTransferSize) - header
-	if st.version >= V12 {
-		room = int(st.reqDTS) - header
-	}
-	n := min(int(g.Length), room, len(chain)-int(g.Offset))
+	n := min(int(g.Length), r.certPortionRoom(), len(chain)-int(g.Offset))
 	m := Certificate{
 		Version:   st.version,
 		Slot:      g.Slot,
@@ -80,6 +75,28 @@ func (r *Responder) getCertificate(req []byte, h Header) reply {
 	return reply{msg: resp, commit: func() {
 		st.b = append(append(st.b, msg...), resp...)
 	}}
+}
+
+// certPortionRoom is the largest certificate portion one CERTIFICATE can
+// carry to this requester. When both sides support CHUNK (1.2+), a
+// response larger than the requester's DataTransferSize goes out with
+// CHUNK_GET, so only its MaxSPDMmsgSize bounds the portion: a requester
+// asking for Offset 0 and Length 0xFFFF gets the whole chain in one
+// response (libspdm's requester refuses anything shorter then, and
+// libspdm's responder never cuts the portion while chunking). Without
+// CHUNK the response must fit one transfer: the requester's
+// DataTransferSize in 1.2+, this responder's in 1.0/1.1, which have none.
+func (r *Responder) certPortionRoom() int {
+	const header = 8 // CERTIFICATE before the portion
+	st := &r.st
+	switch {
+	case st.version < V12:
+		return int(r.cfg.DataTransferSize) - header
+	case st.reqCaps&CapChunk != 0 && r.cfg.Caps&CapChunk != 0:
+		return int(st.reqMax) - header
+	default:
+		return int(st.reqDTS) - header
+	}
 }
 
 // challenge answers CHALLENGE with CHALLENGE_AUTH signed over M1M2.

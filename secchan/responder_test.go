@@ -850,3 +850,45 @@ func TestResponderNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// TestResponderCertificateWholeWhenChunking is issue 16's finding 1: with
+// CHUNK on both sides, GET_CERTIFICATE Offset 0 Length 0xFFFF gets the
+// whole chain in one CERTIFICATE (sent with CHUNK_GET), not a portion cut
+// to the requester's DataTransferSize, as libspdm's requester demands and
+// libspdm's responder does. The requester's MaxSPDMmsgSize still bounds it.
+func TestResponderCertificateWholeWhenChunking(t *testing.T) {
+	for _, v := range []Version{V12, V13} {
+		t.Run(v.String(), func(t *testing.T) {
+			r, _ := newRTResponder(t, ResponderConfig{})
+			c := rtNewConn(t, r, v, AsymECDSAP384, HashSHA384)
+			c.dts, c.max = 256, 1<<16
+			c.connect()
+			c.must((&GetDigests{Version: v}).Marshal(), CodeDigests)
+			before := c.chunks
+			resp := c.must((&GetCertificate{Version: v, Offset: 0, Length: 0xFFFF}).Marshal(), CodeCertificate)
+			var m Certificate
+			if _, err := m.Decode(resp); err != nil {
+				t.Fatal(err)
+			}
+			if m.Remainder != 0 || len(m.Portion) <= 256 {
+				t.Fatalf("PortionLength 0x%x RemainderLength 0x%x: want the whole chain in one response", len(m.Portion), m.Remainder)
+			}
+			if c.chunks == before {
+				t.Fatal("a CERTIFICATE larger than DataTransferSize came without CHUNK_GET")
+			}
+
+			// A requester whose MaxSPDMmsgSize is smaller gets the most
+			// that reaches it, and the rest at the next offset.
+			r2, _ := newRTResponder(t, ResponderConfig{})
+			c2 := rtNewConn(t, r2, v, AsymECDSAP384, HashSHA384)
+			c2.dts, c2.max = 256, 400
+			c2.connect()
+			c2.must((&GetDigests{Version: v}).Marshal(), CodeDigests)
+			resp = c2.must((&GetCertificate{Version: v, Offset: 0, Length: 0xFFFF}).Marshal(), CodeCertificate)
+			if _, err := m.Decode(resp); err != nil || len(resp) != 400 || m.Remainder == 0 {
+				t.Fatalf("CERTIFICATE of %d bytes (remainder %d) for MaxSPDMmsgSize 400: %v", len(resp), m.Remainder, err)
+			}
+			c2.certificate(0xFFFF)
+		})
+	}
+}

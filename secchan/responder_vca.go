@@ -98,6 +98,7 @@ func (r *Responder) getCapabilities(req []byte, h Header) reply {
 		return r.fail(ErrCodeUnexpectedRequest, 0)
 	}
 	if !r.offers(h.Version) {
+		r.logVersionMismatch(h.Version)
 		return r.fail(ErrCodeVersionMismatch, 0)
 	}
 	st.version = h.Version // as libspdm: later ERRORs carry this version
@@ -204,6 +205,7 @@ func (r *Responder) negotiateAlgorithms(req []byte, h Header) reply {
 	m.BaseHashSel = rspPick(rspHashPref, n.BaseHashAlgo&r.cfg.BaseHash)
 	if r.cfg.Caps&(CapCert|CapChal|CapMeasSig) != 0 && (m.BaseAsymSel == 0 || m.BaseHashSel == 0) {
 		// Nothing in common to sign or hash with (libspdm answers the same).
+		r.logNoCommonAlgorithm(&n, "BaseAsym/BaseHash")
 		return r.fail(ErrCodeInvalidRequest, 0)
 	}
 	for _, t := range n.Structs {
@@ -225,6 +227,10 @@ func (r *Responder) negotiateAlgorithms(req []byte, h Header) reply {
 			sel.Bits = uint16(rspPick(rspAsymPref, uint32(t.Bits)&r.reqAsymsVerifiable()))
 		case t.Type == AlgTypeKeySchedule && sessions:
 			sel.Bits = uint16(rspPick(rspKeySchedPref, uint32(t.Bits)))
+		}
+		if sel.Bits == 0 && (t.Type == AlgTypeDHE && r.cfg.Caps&CapKeyEx != 0 || t.Type == AlgTypeAEAD && sessions) {
+			// Answered with no selection; the requester's sessions will fail.
+			r.logNoCommonAlgorithm(&n, structOffer(t.Type, t.Bits))
 		}
 		m.Structs = append(m.Structs, sel)
 	}

@@ -35,6 +35,26 @@ func serve(t *testing.T, srv *doe.Server, addr string) {
 	if err != nil {
 		t.Fatalf("listen %s: %v", addr, err)
 	}
+	serveOn(t, srv, ln)
+}
+
+// serveLoopback serves srv on a fresh loopback TCP port and returns its
+// address; unlike freeLoopbackPort, no other test can take the port
+// between choosing and listening.
+func serveLoopback(t *testing.T, srv *doe.Server) string {
+	t.Helper()
+	ln, err := doe.Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveOn(t, srv, ln)
+	return ln.Addr().String()
+}
+
+// serveOn serves srv on ln until the test ends.
+func serveOn(t *testing.T, srv *doe.Server, ln net.Listener) {
+	t.Helper()
+	addr := ln.Addr().String()
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -1,15 +1,12 @@
 package tests
 
 import (
-	"context"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/devattest/devattest/devsim"
 	"github.com/devattest/devattest/doe"
@@ -22,25 +19,31 @@ import (
 // requester trusts it.
 func devsimWithLibspdmIdentity(t *testing.T, bin, dir string) (string, *devsim.Function) {
 	t.Helper()
-	chain, err := os.ReadFile(filepath.Join(bin, dir, "bundle_responder.certchain.der"))
+	id := libspdmIdentity(t, filepath.Join(bin, dir), "bundle_responder.certchain.der", "end_responder.key")
+	vf, _, err := devsim.NewSPDMVF([]secchan.Identity{id}, devsim.NewMeasurements())
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := os.ReadFile(filepath.Join(bin, dir, "end_responder.key"))
+	return serveLoopback(t, &doe.Server{Mailbox: vf.Driver()}), vf
+}
+
+// libspdmIdentity loads one of libspdm's sample identities: a chain
+// (root first) and its leaf's PEM key, both in dir.
+func libspdmIdentity(t *testing.T, dir, chainFile, keyFile string) secchan.Identity {
+	t.Helper()
+	chain, err := os.ReadFile(filepath.Join(dir, chainFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(filepath.Join(dir, keyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, id, err := devsim.LoadIdentity(chain, key)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s with %s: %v", chainFile, keyFile, err)
 	}
-	vf, _, err := devsim.NewSPDMVF([]secchan.Identity{id}, devsim.NewMeasurements())
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
-	serve(t, &doe.Server{Mailbox: vf.Driver()}, addr)
-	return addr, vf
+	return id
 }
 
 // runRequesterEmu runs libspdm's spdm_requester_emu against addr with the
@@ -49,22 +52,13 @@ func devsimWithLibspdmIdentity(t *testing.T, bin, dir string) (string, *devsim.F
 // output.
 func runRequesterEmu(t *testing.T, bin, addr string, args ...string) string {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	all := append([]string{"--trans", "PCI_DOE", "--ip", host, "--port", port, "--exe_conn", "DIGEST,CERT,CHAL,MEAS",
+	all := append([]string{"--exe_conn", "DIGEST,CERT,CHAL,MEAS",
 		"--exe_session", "KEY_EX,PSK,HEARTBEAT,KEY_UPDATE,MEAS", "--cap", "CERT,CHAL,ENCRYPT,MAC,KEY_EX,PSK,HBEAT,KEY_UPD"}, args...)
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "spdm_requester_emu"), all...)
-	cmd.Dir = bin
-	cmd.Env = os.Environ()
-	if pre := os.Getenv("LIBSPDM_NODELAY_PRELOAD"); pre != "" && fileExists(pre) {
-		cmd.Env = append(cmd.Env, "LD_PRELOAD="+pre)
-	}
-	out, err := cmd.CombinedOutput()
+	out, err := execRequesterEmuRaw(bin, addr, all)
 	if err != nil {
-		t.Fatalf("spdm_requester_emu %v: %v\n%s", all, err, tail(string(out), 40))
+		t.Fatalf("spdm_requester_emu %v: %v\n%s", all, err, tail(out, 40))
 	}
-	return string(out)
+	return out
 }
 
 func tail(s string, lines int) string {

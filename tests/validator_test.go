@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,6 +73,11 @@ func TestSPDMResponderValidator(t *testing.T) {
 	t.Logf("SPDM-Responder-Validator %s: %d assertions passed, %d failed (%d not tested)", suite, passed, failed, notTested)
 	if failed != 0 {
 		t.Errorf("validator reported %d failed assertions:\n%s", failed, failures(string(log)))
+	}
+	if notTested != 0 {
+		// devsim offers everything the validator's cases need, among
+		// them HANDSHAKE_IN_THE_CLEAR_CAP (issue 16, finding 5).
+		t.Errorf("validator left %d assertions not tested:\n%s", notTested, strings.Join(validatorNotTested.FindAllString(string(log), 20), "\n"))
 	}
 	if passed == 0 {
 		t.Errorf("validator passed no assertion\n%s", tail(string(out), 40))

@@ -19,17 +19,19 @@ import (
 
 func runDevsim(args []string, stdout, stderr io.Writer) int {
 	const prog = "devattest devsim"
-	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM] [--cdat] [--tdisp-fault after-lock|while-running]")
+	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM]... [--slots FILE] [--cdat] [--tdisp-fault after-lock|while-running] [--mut-auth MODE ...]")
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:2323", "address to serve on: HOST:PORT or unix:PATH")
 	delay := fs.Duration("delay", 0, "hold each DOE response back this long (a slow device)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	mutAuth := addMutAuthFlags(fs) // devsim_mutauth.go
 	caOut := fs.String("ca-out", "", "write the identity's root certificate here (DER, or PEM if FILE ends in .pem): the trust anchor for a requester")
-	chainFile := fs.String("cert-chain", "", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der)")
+	var chainFiles, keyFiles listFlag
+	fs.Var(&chainFiles, "cert-chain", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der); repeat with --key for slots 1, 2, ...")
+	slotsFile := fs.String("slots", "", "YAML file listing certificate slots (slots: - cert_chain: DER, key: PEM), after any --cert-chain/--key pairs")
 	cdat := fs.Bool("cdat", false, "also serve a CDAT (CXL Table Access, 1e98:02), as a CXL memory device does")
 	tdispFault := fs.String("tdisp-fault", "none", "play a host that reconfigures the VF (moves BAR0) right after the TDISP interface is locked (after-lock) or started (while-running): the interface goes to ERROR")
-	keyFile := fs.String("key", "", "the leaf's private key for --cert-chain, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
+	fs.Var(&keyFiles, "key", "the leaf's private key for the --cert-chain of the same position, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
 	if err := fs.Parse(args); err != nil {
 		return cli.ParseStatus(err)
 	}
@@ -40,8 +42,8 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 		return cli.UsageError(stderr, prog, "--delay must be between 0 and 10s")
 	case *tdispFault != "none" && *tdispFault != "after-lock" && *tdispFault != "while-running":
 		return cli.UsageError(stderr, prog, "--tdisp-fault %q: want none, after-lock or while-running", *tdispFault)
-	case (*chainFile == "") != (*keyFile == ""):
-		return cli.UsageError(stderr, prog, "--cert-chain and --key go together")
+	case len(chainFiles) != len(keyFiles):
+		return cli.UsageError(stderr, prog, "--cert-chain and --key go together, one pair per slot")
 	}
 	log, err := cli.Logger(stderr, *logLevel)
 	if err != nil {
@@ -51,9 +53,8 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	var rootDER []byte
 	var ids []secchan.Identity
 	source := "generated"
-	if *chainFile != "" {
-		rootDER, ids, err = loadIdentity(*chainFile, *keyFile)
-		source = *chainFile
+	if len(chainFiles) != 0 || *slotsFile != "" {
+		rootDER, ids, source, err = slotIdentities(chainFiles, keyFiles, *slotsFile)
 	} else {
 		rootDER, ids, err = devsim.NewIdentity()
 	}
@@ -75,6 +76,7 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
+	rsp.SetLogger(log) // negotiation failures, with both sides' offers
 	if *cdat {
 		h, err := devsim.NewCDATHandler(devsim.DefaultCDAT())
 		if err == nil {
