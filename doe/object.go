@@ -45,8 +45,19 @@ var (
 	ProtocolCDAT       = Protocol{VendorCXL, TypeCXLTableAcc}
 )
 
-// Name is a human name for well-known protocols, or a hex form otherwise.
+// names are the names of protocols that packages above doe define
+// (RegisterName), such as the simulated IDE link of package ide.
+var names = map[Protocol]string{}
+
+// RegisterName names a protocol defined outside doe. It is for package
+// initialisation only (the map is not locked).
+func RegisterName(p Protocol, name string) { names[p] = name }
+
+// Name is a human name for well-known protocols, or "unknown protocol".
 func (p Protocol) Name() string {
+	if n, ok := names[p]; ok {
+		return n
+	}
 	switch p {
 	case ProtocolDiscovery:
 		return "DOE Discovery"

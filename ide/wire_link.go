@@ -60,6 +60,8 @@ import (
 // Simulation only; not PCI-SIG.
 var LinkProtocol = doe.Protocol{Vendor: 0x1234, Type: 0x49}
 
+func init() { doe.RegisterName(LinkProtocol, "simulated IDE link (devsim, test only)") }
+
 // Ops of LinkProtocol.
 const (
 	LinkOpHello uint8 = 0x01

@@ -441,7 +441,7 @@ func TestBinariesDevsimShimProbe(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("devattest-guest discover exited %d\nstderr:\n%s", code, stderr)
 	}
-	wantLines := "0001:00 DOE Discovery\n0001:01 CMA/SPDM\n0001:02 Secured CMA/SPDM\n1234:49 unknown protocol\n"
+	wantLines := "0001:00 DOE Discovery\n0001:01 CMA/SPDM\n0001:02 Secured CMA/SPDM\n1234:49 simulated IDE link (devsim, test only)\n"
 	if stdout != wantLines {
 		t.Errorf("devattest-guest discover printed\n%s\nwant\n%s", stdout, wantLines)
 	}
