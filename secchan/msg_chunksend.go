@@ -34,36 +34,11 @@ type ChunkSend struct {
 }
 
 func (m *ChunkSend) Marshal() []byte {
-	w := &writer{}
-	w.header(m.Version, CodeChunkSend, m.Attributes, m.Handle)
-	w.u16(m.Seq)
-	w.u16(0)
-	w.u32(uint32(len(m.Chunk)))
-	if m.Seq == 0 {
-		w.u32(m.LargeMessageSize)
-	}
-	w.bytes(m.Chunk)
-	return w.b
+	return marshalChunk(CodeChunkSend, (*chunkFields)(m))
 }
 
 func (m *ChunkSend) Decode(b []byte) (int, error) {
-	r := newReader("CHUNK_SEND", b)
-	h := checkHeader(r, CodeChunkSend, 0)
-	*m = ChunkSend{Version: h.Version, Attributes: h.Param1, Handle: h.Param2}
-	if r.err == nil && h.Param1&^ChunkLast != 0 {
-		r.fail("Param1", "reserved bits set: 0x%02x", h.Param1)
-	}
-	m.Seq = r.u16("ChunkSeqNo")
-	r.zero("Reserved", 2)
-	n := r.u32("ChunkSize")
-	if m.Seq == 0 {
-		m.LargeMessageSize = r.u32("LargeMessageSize")
-	}
-	if r.err == nil && n > uint32(len(b)) {
-		r.fail("ChunkSize", "%d exceeds the message", n)
-	}
-	m.Chunk = r.bytes("SPDMchunk", int(n))
-	return r.done()
+	return decodeChunk("CHUNK_SEND", CodeChunkSend, b, (*chunkFields)(m))
 }
 
 // ChunkSendAck is CHUNK_SEND_ACK; Response is the response to the whole

@@ -133,8 +133,27 @@ type ChunkResponse struct {
 }
 
 func (m *ChunkResponse) Marshal() []byte {
+	return marshalChunk(CodeChunkResponse, (*chunkFields)(m))
+}
+
+func (m *ChunkResponse) Decode(b []byte) (int, error) {
+	return decodeChunk("CHUNK_RESPONSE", CodeChunkResponse, b, (*chunkFields)(m))
+}
+
+// chunkFields is the body CHUNK_RESPONSE and CHUNK_SEND share (DSP0274
+// 1.2 §10.25 and §10.24): the same layout in both directions.
+type chunkFields struct {
+	Version          Version
+	Attributes       uint8
+	Handle           uint8
+	Seq              uint16
+	LargeMessageSize uint32
+	Chunk            []byte
+}
+
+func marshalChunk(code uint8, m *chunkFields) []byte {
 	w := &writer{}
-	w.header(m.Version, CodeChunkResponse, m.Attributes, m.Handle)
+	w.header(m.Version, code, m.Attributes, m.Handle)
 	w.u16(m.Seq)
 	w.u16(0)
 	w.u32(uint32(len(m.Chunk)))
@@ -145,10 +164,10 @@ func (m *ChunkResponse) Marshal() []byte {
 	return w.b
 }
 
-func (m *ChunkResponse) Decode(b []byte) (int, error) {
-	r := newReader("CHUNK_RESPONSE", b)
-	h := checkHeader(r, CodeChunkResponse, 0)
-	*m = ChunkResponse{Version: h.Version, Attributes: h.Param1, Handle: h.Param2}
+func decodeChunk(name string, code uint8, b []byte, m *chunkFields) (int, error) {
+	r := newReader(name, b)
+	h := checkHeader(r, code, 0)
+	*m = chunkFields{Version: h.Version, Attributes: h.Param1, Handle: h.Param2}
 	if r.err == nil && h.Param1&^ChunkLast != 0 {
 		r.fail("Param1", "reserved bits set: 0x%02x", h.Param1)
 	}
