@@ -36,6 +36,8 @@ func TestCLIRules(t *testing.T) {
 		{"unknown command", []string{"verfy"}, 2, "err", []string{`unknown command "verfy"`}, nil},
 		{"bad hex nonce", []string{"verify", report, "--policy", badPolicy, "--nonce", "xyz"}, 2, "err",
 			[]string{`--nonce: "xyz" is not hex`}, nil},
+		{"flags that go together", []string{"probe", "--connect", "127.0.0.1:1", "--trust-anchor", report, "--ide"}, 2, "err",
+			[]string{"--ide goes with --session"}, nil},
 		{"bad hex raw", []string{"probe", "--connect", "127.0.0.1:1", "--raw", "zz"}, 2, "err", []string{`--raw: "zz" is not hex`}, nil},
 		{"policy YAML mistake", []string{"verify", report, "--policy", badPolicy}, 1, "err",
 			[]string{badPolicy, "line 4", `devices[0].min_spdm_verison: unknown key "min_spdm_verison"`}, []string{"DeviceRule", "not found in type"}},

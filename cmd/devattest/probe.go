@@ -125,27 +125,27 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		pf.pskHint += "\x00"
 	}
 	if (pf.psk != nil || pf.pskHint != "") && !pf.session {
-		return cli.Fail(stderr, prog, errors.New("--psk and --psk-hint go with --session"))
+		return cli.UsageError(stderr, prog, "--psk and --psk-hint go with --session")
 	}
 	if *idePort > 255 || *ideStream > 255 {
-		return cli.Fail(stderr, prog, errors.New("--ide-port and --ide-stream must fit in a byte"))
+		return cli.UsageError(stderr, prog, "--ide-port and --ide-stream must fit in a byte")
 	}
 	pf.idePort, pf.ideStream = uint8(*idePort), uint8(*ideStream)
 	if *tdispID > 0xFFFFFFFF {
-		return cli.Fail(stderr, prog, errors.New("--tdisp-function-id must fit in 32 bits"))
+		return cli.UsageError(stderr, prog, "--tdisp-function-id must fit in 32 bits")
 	}
 	pf.tdispID = uint32(*tdispID)
 	if pf.tdisp && !pf.ide {
-		return cli.Fail(stderr, prog, errors.New("--tdisp goes with --ide (LOCK_INTERFACE binds the keyed IDE stream)"))
+		return cli.UsageError(stderr, prog, "--tdisp goes with --ide (LOCK_INTERFACE binds the keyed IDE stream)")
 	}
 	if pf.ide && !pf.session {
-		return cli.Fail(stderr, prog, errors.New("--ide goes with --session (keys travel only inside a secure session)"))
+		return cli.UsageError(stderr, prog, "--ide goes with --session (keys travel only inside a secure session)")
 	}
-	if pf.mutualAuth != "" && !pf.session {
-		return cli.Fail(stderr, prog, errors.New("--mutual-auth goes with --session"))
+	if pf.mutualAuth != "" && pf.trustAnchor == "" {
+		return cli.UsageError(stderr, prog, "--mutual-auth goes with --trust-anchor (it answers a responder's request during authentication or a session)")
 	}
 	if pf.session && pf.trustAnchor == "" {
-		return cli.Fail(stderr, prog, errors.New("--session needs --trust-anchor (the session follows authentication)"))
+		return cli.UsageError(stderr, prog, "--session needs --trust-anchor (the session follows authentication)")
 	}
 	switch {
 	case pf.raw != "":
