@@ -85,11 +85,19 @@ func testLibspdmResponderMutualAuthModes(t *testing.T, build, bin string) {
 				}
 				t.Run(build+alg.dir+"/"+mode.mut+"+"+mode.basic+"/"+v, func(t *testing.T) {
 					if build != "" && v == "1.1" {
-						// libspdm against itself fails the same way: its
-						// responder asks for a 0xFFFF-byte certificate
-						// portion it cannot receive (no DataTransferSize
-						// before 1.2), and drops the connection.
-						t.Skip("libspdm's small-buffer responder cannot take the requester's certificate at 1.1, from libspdm's own requester either")
+						// libspdm's small build asks at 1.1 for a
+						// 0xFFFF-byte certificate portion it cannot
+						// receive (no DataTransferSize before 1.2). Skip
+						// only when its own requester fails the case too;
+						// otherwise ours must pass it.
+						_, self := startResponderEmu(t, bin, "--ver", v, "--mut_auth", mode.mut, "--basic_mut_auth", mode.basic,
+							"--req_asym", alg.asym, "--hash", alg.hash, "--asym", "ECDSA_P384")
+						out, err := execRequesterEmu(bin, self, []string{"--ver", v, "--req_asym", alg.asym, "--hash", alg.hash,
+							"--asym", "ECDSA_P384", "--exe_conn", "DIGEST,CERT,CHAL", "--exe_session", "KEY_EX",
+							"--cap", "CERT,CHAL,ENCRYPT,MAC,KEY_EX,MUT_AUTH,ENCAP"})
+						if err != nil {
+							t.Skipf("libspdm's small-buffer build fails this case against itself too (%v; its requester's last lines:\n%s)", err, tail(out, 4))
+						}
 					}
 					ver, _ := secchan.ParseVersion(v)
 					_, addr := startResponderEmu(t, bin, "--ver", v, "--mut_auth", mode.mut, "--basic_mut_auth", mode.basic,
