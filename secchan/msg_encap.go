@@ -62,21 +62,31 @@ type EncapsulatedRequest struct {
 }
 
 func (m *EncapsulatedRequest) Marshal() []byte {
-	w := &writer{}
-	w.header(m.Version, CodeEncapsulatedRequest, m.RequestID, 0)
-	w.bytes(m.Request)
-	return w.b
+	return marshalCarried(m.Version, CodeEncapsulatedRequest, m.RequestID, m.Request)
 }
 
 func (m *EncapsulatedRequest) Decode(b []byte) (int, error) {
 	r := newReader("ENCAPSULATED_REQUEST", b)
-	h := checkHeader(r, CodeEncapsulatedRequest, 0)
-	*m = EncapsulatedRequest{Version: h.Version, RequestID: h.Param1}
+	m.Version, m.RequestID, m.Request = decodeCarried(r, CodeEncapsulatedRequest, "EncapsulatedRequest")
+	return r.done()
+}
+
+// marshalCarried and decodeCarried are the layout ENCAPSULATED_REQUEST
+// and DELIVER_ENCAPSULATED_RESPONSE share: the header with the request
+// ID in Param1 (Param2 reserved), then the whole carried message.
+func marshalCarried(v Version, code, requestID uint8, carried []byte) []byte {
+	w := &writer{}
+	w.header(v, code, requestID, 0)
+	w.bytes(carried)
+	return w.b
+}
+
+func decodeCarried(r *reader, code uint8, field string) (Version, uint8, []byte) {
+	h := checkHeader(r, code, 0)
 	if r.err == nil && h.Param2 != 0 {
 		r.fail("Param2", "reserved, is 0x%02x", h.Param2)
 	}
-	m.Request = encapBody(r, "EncapsulatedRequest")
-	return r.done()
+	return h.Version, h.Param1, encapBody(r, field)
 }
 
 // DeliverEncapsulatedResponse is DELIVER_ENCAPSULATED_RESPONSE: the
@@ -88,20 +98,12 @@ type DeliverEncapsulatedResponse struct {
 }
 
 func (m *DeliverEncapsulatedResponse) Marshal() []byte {
-	w := &writer{}
-	w.header(m.Version, CodeDeliverEncapsulatedResponse, m.RequestID, 0)
-	w.bytes(m.Response)
-	return w.b
+	return marshalCarried(m.Version, CodeDeliverEncapsulatedResponse, m.RequestID, m.Response)
 }
 
 func (m *DeliverEncapsulatedResponse) Decode(b []byte) (int, error) {
 	r := newReader("DELIVER_ENCAPSULATED_RESPONSE", b)
-	h := checkHeader(r, CodeDeliverEncapsulatedResponse, 0)
-	*m = DeliverEncapsulatedResponse{Version: h.Version, RequestID: h.Param1}
-	if r.err == nil && h.Param2 != 0 {
-		r.fail("Param2", "reserved, is 0x%02x", h.Param2)
-	}
-	m.Response = encapBody(r, "EncapsulatedResponse")
+	m.Version, m.RequestID, m.Response = decodeCarried(r, CodeDeliverEncapsulatedResponse, "EncapsulatedResponse")
 	return r.done()
 }
 
