@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -101,11 +102,39 @@ func Marshal(r *Report) ([]byte, error) {
 // Decode reads one report from rd, refusing it as soon as it passes
 // MaxReportSize bytes, and checks it as Unmarshal does.
 func Decode(rd io.Reader) (*Report, error) {
-	b, err := io.ReadAll(io.LimitReader(rd, MaxReportSize+1))
+	b, err := ReadCapped(rd)
 	if err != nil {
 		return nil, err
 	}
 	return Unmarshal(b)
+}
+
+// ReadCapped reads an encoded report from rd and stops as soon as it
+// passes MaxReportSize bytes (an endless or huge input is refused, not
+// read whole).
+func ReadCapped(rd io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(rd, MaxReportSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxReportSize {
+		return nil, decodeErr(ErrTooLarge, "more than %d bytes", MaxReportSize)
+	}
+	return b, nil
+}
+
+// ReadFile reads a report file with ReadCapped.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := ReadCapped(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
 }
 
 // Unmarshal decodes and checks a report: size, the container's shape and

@@ -50,7 +50,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	}
 	var boot *evidence.Report
 	if *bootReport != "" {
-		b, err := os.ReadFile(*bootReport)
+		b, err := evidence.ReadFile(*bootReport)
 		if err != nil {
 			return cli.Fail(stderr, prog, fmt.Errorf("--boot-report: %w", err))
 		}

@@ -32,7 +32,7 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return cli.UsageError(stderr, "devattest inspect", "give one REPORT")
 	}
-	b, err := readReportBytes(pos[0])
+	b, err := evidence.ReadFile(pos[0])
 	if err != nil {
 		return cli.Fail(stderr, "devattest inspect", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 
 	"github.com/devattest/devattest/cmd/internal/cli"
@@ -29,26 +28,8 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// readReportBytes reads a report file, refusing it as soon as it passes
-// evidence.MaxReportSize (so "verify /dev/zero" stops at the cap).
-func readReportBytes(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, evidence.MaxReportSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > evidence.MaxReportSize {
-		return nil, fmt.Errorf("%s: %w: more than %d bytes", path, evidence.ErrTooLarge, evidence.MaxReportSize)
-	}
-	return b, nil
-}
-
 func readReport(path string) (*evidence.Report, error) {
-	b, err := readReportBytes(path)
+	b, err := evidence.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +90,7 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		return cli.Fail(stderr, "devattest verify", err)
 	}
 	var v policy.Verdict
-	if b, err := readReportBytes(pos[0]); err != nil {
+	if b, err := evidence.ReadFile(pos[0]); err != nil {
 		// A report that cannot be read is a failing verdict, not a usage error.
 		v = policy.Verdict{Results: []policy.Result{{Device: policy.SubjectReport, Check: policy.CheckFormat, Reason: err.Error()}}}
 	} else {
