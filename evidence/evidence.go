@@ -158,6 +158,19 @@ type Boot struct {
 	Devices []json.RawMessage `json:"devices"`
 }
 
+// DeviceBytes returns the boot-time devices' exact JSON, as the boot
+// binding hashes them (nil for a nil section).
+func (b *Boot) DeviceBytes() [][]byte {
+	if b == nil {
+		return nil
+	}
+	out := make([][]byte, len(b.Devices))
+	for i, d := range b.Devices {
+		out[i] = d
+	}
+	return out
+}
+
 // Device is one device's evidence. A device that failed any step has Status
 // StatusFailed, FailedStep and Error set, and carries whatever was
 // collected before the failure; it is never recorded as passed.

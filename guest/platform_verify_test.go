@@ -176,18 +176,6 @@ func TestAttestVerifyEachPlatform(t *testing.T) {
 	}
 }
 
-// rawBytes are a boot section's devices as byte strings.
-func rawBytes(b *evidence.Boot) [][]byte {
-	if b == nil {
-		return nil
-	}
-	out := make([][]byte, len(b.Devices))
-	for i, d := range b.Devices {
-		out[i] = d
-	}
-	return out
-}
-
 // wantBootLog is what AttestWith extends: the policy digest's evidence
 // digest, then each device's evidence digest, in order.
 func wantBootLog(policyDigest []byte, ev [][]byte) [][]byte {
@@ -247,7 +235,7 @@ func TestServiceReportBootBinding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bootDevs := rawBytes(got.ParsedBody().Boot)
+			bootDevs := got.ParsedBody().Boot.DeviceBytes()
 			if !slices.EqualFunc(bootDevs, boot.ParsedBody().DeviceBytes(), bytes.Equal) || !bytes.Equal(got.ParsedBody().Boot.PolicyDigest, boot.ParsedBody().PolicyDigest) {
 				t.Fatalf("the later report's boot section is not the boot evidence: %+v", got.ParsedBody().Boot)
 			}

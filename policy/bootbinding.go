@@ -64,11 +64,7 @@ func (p *Policy) checkBootBinding(body *evidence.Body, facts *PlatformFacts) (st
 	}
 	policyDigest, devices := body.PolicyDigest, body.DeviceBytes()
 	if body.Boot != nil {
-		policyDigest = body.Boot.PolicyDigest
-		devices = make([][]byte, len(body.Boot.Devices))
-		for i, d := range body.Boot.Devices {
-			devices[i] = d
-		}
+		policyDigest, devices = body.Boot.PolicyDigest, body.Boot.DeviceBytes()
 		if err := checkSameAsBoot(body); err != nil {
 			return "", err
 		}
