@@ -19,7 +19,7 @@ import (
 
 func runDevsim(args []string, stdout, stderr io.Writer) int {
 	const prog = "devattest devsim"
-	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM]... [--slots FILE] [--cdat] [--tdisp-fault after-lock|while-running] [--mut-auth MODE ...]")
+	fs := cli.NewFlagSet("devsim", "devattest devsim [--listen ADDR] [--delay D] [--ca-out FILE] [--cert-chain DER --key PEM]... [--slots FILE] [--measurements FILE] [--cdat] [--tdisp-fault after-lock|while-running] [--mut-auth MODE ...]")
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:2323", "address to serve on: HOST:PORT or unix:PATH")
 	delay := fs.Duration("delay", 0, "hold each DOE response back this long (a slow device)")
@@ -29,6 +29,7 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 	var chainFiles, keyFiles listFlag
 	fs.Var(&chainFiles, "cert-chain", "serve this identity instead of a fresh one: concatenated DER certificates, root first, leaf last (libspdm's bundle_responder.certchain.der); repeat with --key for slots 1, 2, ...")
 	slotsFile := fs.String("slots", "", "YAML file listing certificate slots (slots: - cert_chain: DER, key: PEM), after any --cert-chain/--key pairs")
+	layoutFile := fs.String("measurements", "", "YAML file listing the measurement blocks to report instead of the default five (- index: N, type: NAME, value: TEXT; type names as in the EAT-DA draft: immutable-rom, mutable-firmware, hardware-config, ...)")
 	cdat := fs.Bool("cdat", false, "also serve a CDAT (CXL Table Access, 1e98:02), as a CXL memory device does")
 	tdispFault := fs.String("tdisp-fault", "none", "play a host that reconfigures the VF (moves BAR0) right after the TDISP interface is locked (after-lock) or started (while-running): the interface goes to ERROR")
 	fs.Var(&keyFiles, "key", "the leaf's private key for the --cert-chain of the same position, PEM (SEC1 EC PRIVATE KEY or PKCS#8 PRIVATE KEY)")
@@ -66,13 +67,19 @@ func runDevsim(args []string, stdout, stderr io.Writer) int {
 			return cli.Fail(stderr, prog, err)
 		}
 	}
+	meas := devsim.NewMeasurements()
+	if *layoutFile != "" {
+		if meas, err = devsim.LoadMeasurementLayout(*layoutFile); err != nil {
+			return cli.Fail(stderr, prog, err)
+		}
+	}
 	var vfOpts []devsim.Option
 	if o, err := mutAuth.option(); err != nil {
 		return cli.Fail(stderr, prog, err)
 	} else if o != nil {
 		vfOpts = append(vfOpts, o)
 	}
-	vf, rsp, err := devsim.NewSPDMVF(ids, devsim.NewMeasurements(), vfOpts...)
+	vf, rsp, err := devsim.NewSPDMVF(ids, meas, vfOpts...)
 	if err != nil {
 		return cli.Fail(stderr, prog, err)
 	}
