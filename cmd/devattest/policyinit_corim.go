@@ -35,7 +35,10 @@ func (o corimOptions) check() error {
 // first) unless o.unsigned, and returns the line to show.
 func writeCoRIM(rep *evidence.Report, o corimOptions, force bool) (string, error) {
 	body := rep.ParsedBody()
-	rim, err := corim.FromDevices("devattest policy init "+body.Created.UTC().Format("2006-01-02T15:04:05Z"), body.Devices)
+	rim, err := corim.FromDevices("", body.Devices)
+	if err == nil {
+		err = rim.SetContentID("devattest policy init " + body.Created.UTC().Format("2006-01-02T15:04:05Z"))
+	}
 	if err != nil {
 		return "", fmt.Errorf("--corim: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,4 +218,43 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("re-encoding does not read back: %v", err)
 		}
 	})
+}
+
+// TestSetContentID: the ID names the content (other references, another
+// ID; the same references, the same ID) and survives a round trip.
+func TestSetContentID(t *testing.T) {
+	b := body(t)
+	id := func(change func(r *corim.RIM)) string {
+		r, err := corim.FromDevices("", b.Devices)
+		if err != nil {
+			t.Fatal(err)
+		}
+		change(r)
+		if err := r.SetContentID("devattest policy init 2026-12-05T00:00:00Z"); err != nil {
+			t.Fatal(err)
+		}
+		u, err := r.MarshalUnsigned()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := corim.Read(u, corim.Options{AllowUnsigned: true})
+		if err != nil || back.ID != r.ID {
+			t.Fatalf("round trip: %v, ID %q, want %q", err, back.ID, r.ID)
+		}
+		return r.ID
+	}
+	same := func(*corim.RIM) {}
+	a := id(same)
+	if !strings.HasPrefix(a, "devattest policy init 2026-12-05T00:00:00Z ") || len(a) != len("devattest policy init 2026-12-05T00:00:00Z ")+16 {
+		t.Fatalf("ID %q", a)
+	}
+	if id(same) != a {
+		t.Fatal("the same references got another ID")
+	}
+	if id(func(r *corim.RIM) { r.References[0].Measurements[0].Digests[0].Value[0] ^= 1 }) == a {
+		t.Fatal("a changed digest kept the ID")
+	}
+	if id(func(r *corim.RIM) { r.References[0].ClassID += "x" }) == a {
+		t.Fatal("another class kept the ID")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 
@@ -88,6 +89,22 @@ func FromDevices(id string, devices []evidence.Device) (*RIM, error) {
 		return nil, fmt.Errorf("no device passed: nothing to write")
 	}
 	return r, nil
+}
+
+// SetContentID sets r.ID (the CoRIM's and its CoMID's identity) to prefix,
+// a space and the first 8 bytes of SHA-256 over r encoded with prefix as
+// its ID: CoRIMs with other references never share an ID (a store such
+// as Veraison's refuses a second CoRIM under an ID it holds), and the
+// same references under the same prefix always get the same one.
+func (r *RIM) SetContentID(prefix string) error {
+	r.ID = prefix
+	b, err := r.MarshalUnsigned()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	r.ID = fmt.Sprintf("%s %x", prefix, sum[:8])
+	return nil
 }
 
 // MarshalUnsigned encodes r as a tagged unsigned CoRIM (#6.501) with one
