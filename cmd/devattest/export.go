@@ -47,6 +47,14 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(info, "media type: %s\n", eatda.MediaTypeUCCS)
 	fmt.Fprintf(info, "Veraison da-spdm registers: %s (the content is this CBOR)\n", eatda.MediaTypeVeraisonDA)
 	fmt.Fprintf(info, "profile %s, %d bytes; verify the report (devattest verify) before trusting it\n", eatda.DraftRevision, len(tok))
+	if dec, err := eatda.Decode(tok); err == nil {
+		if p := dec.VeraisonProblems(); len(p) != 0 {
+			fmt.Fprintf(info, "note: %s departs from the draft where this token needs it (README, Where the draft and Veraison's da-spdm differ):\n", eatda.VeraisonScheme)
+			for _, l := range p {
+				fmt.Fprintf(info, "  %s\n", l)
+			}
+		}
+	}
 	return 0
 }
 

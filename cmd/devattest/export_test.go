@@ -37,6 +37,13 @@ func TestExportEATDA(t *testing.T) {
 	if !strings.Contains(stdout, `application/eat-ucs+cbor; eat_profile="tag:linaro.org,2025:device#1.0.0"`) {
 		t.Fatalf("no media type in:\n%s", stdout)
 	}
+	// devsim's default block 1 is immutable ROM and the nonce is short:
+	// export says Veraison's scheme would refuse both.
+	for _, want := range []string{"note: Veraison da-spdm", "block 1: component type 0", "eat_nonce is 20 bytes"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no %q in:\n%s", want, stdout)
+		}
+	}
 	tok, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
