@@ -39,7 +39,7 @@ func TestProbeCDAT(t *testing.T) {
 
 	// A device without CDAT: the request goes unanswered or refused, and
 	// the probe says so within its deadline.
-	vfAddr, _ := startVF(t, dir, "spdm")
+	vfAddr, _ := startVF(t, dir, "spdm", nil)
 	code, _, errOut = runCmd("probe", "--connect", vfAddr, "--cdat", "--timeout", "5s")
 	if code != 1 || !strings.Contains(errOut, "CDAT entry 0") {
 		t.Errorf("probe --cdat on a VF without CDAT: exit %d\n%s", code, errOut)

@@ -28,10 +28,17 @@ import (
 )
 
 // startVF serves an emulated VF on a unix socket and returns its address
-// and root certificate.
-func startVF(t *testing.T, dir, name string) (string, *x509.Certificate) {
+// and root certificate; meas nil means devsim's default five blocks.
+func startVF(t *testing.T, dir, name string, meas *devsim.Measurements) (string, *x509.Certificate) {
 	t.Helper()
-	vf, rootDER, _, err := devsim.NewDefaultSPDMVF()
+	if meas == nil {
+		meas = devsim.NewMeasurements()
+	}
+	rootDER, ids, err := devsim.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vf, _, err := devsim.NewSPDMVF(ids, meas)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,21 +69,39 @@ type e2e struct {
 	rep                           *evidence.Report
 }
 
-// attestOn attests two emulated VFs with the fake platform name, writes
-// the report, the platform roots and a policy made by "policy init".
+// attestOn attests two default emulated VFs with IDE and TDISP on the
+// platform name, writes the report and a policy from it (policy init with
+// the platform's roots) and returns their paths.
 func attestOn(t *testing.T, name string, att platform.Attester, roots func(dir string) []string) e2e {
 	t.Helper()
+	return attestSpec(t, attestOptions{platform: name, att: att, roots: roots, nonce: []byte("owner nonce " + name)})
+}
+
+// attestOptions say what attestSpec attests: which platform, the owner's
+// nonce, and each VF's measurement store (nil: two default VFs).
+type attestOptions struct {
+	platform string
+	att      platform.Attester
+	roots    func(dir string) []string
+	nonce    []byte
+	vfs      []*devsim.Measurements
+}
+
+func attestSpec(t *testing.T, o attestOptions) e2e {
+	t.Helper()
 	dir := t.TempDir()
-	cfg := &guest.Config{Platform: name, IDE: true, TDISP: true}
-	for i, l := range []string{"0000:01:00.1", "0000:02:00.1"} {
-		addr, root := startVF(t, dir, l[5:7])
-		_ = i
+	cfg := &guest.Config{Platform: o.platform, IDE: true, TDISP: true}
+	if o.vfs == nil {
+		o.vfs = []*devsim.Measurements{nil, nil}
+	}
+	for i, meas := range o.vfs {
+		l := fmt.Sprintf("0000:%02x:00.1", i+1)
+		addr, root := startVF(t, dir, l[5:7], meas)
 		cfg.Devices = append(cfg.Devices, guest.DeviceConfig{Label: l, Shim: addr, Anchors: []*x509.Certificate{root}})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nonce := []byte("owner nonce " + name)
-	rep, err := guest.AttestWith(ctx, cfg, att, nonce)
+	rep, err := guest.AttestWith(ctx, cfg, o.att, o.nonce)
 	if err != nil {
 		t.Fatalf("AttestWith: %v", err)
 	}
@@ -85,14 +110,14 @@ func attestOn(t *testing.T, name string, att platform.Attester, roots func(dir s
 		t.Fatal(err)
 	}
 	e := e2e{dir: dir, report: filepath.Join(dir, "report.json"), policy: filepath.Join(dir, "policy", "policy.yaml"),
-		nonceHex: hex.EncodeToString(nonce), rep: rep}
+		nonceHex: hex.EncodeToString(o.nonce), rep: rep}
 	if err := os.WriteFile(e.report, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Dir(e.policy), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"policy", "init", "--from", e.report, "--out", e.policy}, roots(dir)...)
+	args := append([]string{"policy", "init", "--from", e.report, "--out", e.policy}, o.roots(dir)...)
 	if code, out, errOut := runCmd(args...); code != 0 {
 		t.Fatalf("policy init: %d\n%s%s", code, out, errOut)
 	}
@@ -446,7 +471,7 @@ func TestVerifyDaemonReport(t *testing.T) {
 	dir := t.TempDir()
 	cfg := &guest.Config{Platform: "fake-tpm", RemeasureInterval: time.Hour}
 	for _, l := range []string{"0000:01:00.1", "0000:02:00.1"} {
-		addr, root := startVF(t, dir, l[5:7])
+		addr, root := startVF(t, dir, l[5:7], nil)
 		cfg.Devices = append(cfg.Devices, guest.DeviceConfig{Label: l, Shim: addr, Anchors: []*x509.Certificate{root}})
 	}
 	svc, err := guest.NewService(cfg, guest.ServiceOptions{Attester: att, Logger: slog.New(slog.DiscardHandler)})
