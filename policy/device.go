@@ -377,28 +377,11 @@ func (c *deviceCheck) checkNegotiation(n negotiated) error {
 	if n.version < secchan.V12 {
 		return nil
 	}
-	t := c.d.Measurements.Transcript
-	var (
-		gv   secchan.GetVersion
-		vr   secchan.VersionResponse
-		gc   secchan.GetCapabilities
-		caps secchan.Capabilities
-		na   secchan.NegotiateAlgorithms
-		alg  secchan.Algorithms
-	)
-	for _, step := range []struct {
-		name string
-		dec  func([]byte) (int, error)
-	}{
-		{"GET_VERSION", gv.Decode}, {"VERSION", vr.Decode}, {"GET_CAPABILITIES", gc.Decode},
-		{"CAPABILITIES", caps.Decode}, {"NEGOTIATE_ALGORITHMS", na.Decode}, {"ALGORITHMS", alg.Decode},
-	} {
-		k, err := step.dec(t)
-		if err != nil {
-			return fmt.Errorf("the signed transcript does not start with VCA: %s: %w", step.name, err)
-		}
-		t = t[k:]
+	vca, err := secchan.ParseVCA(c.d.Measurements.Transcript)
+	if err != nil {
+		return fmt.Errorf("the signed transcript does not start with VCA: %w", err)
 	}
+	caps, alg := &vca.Capabilities, &vca.Algorithms
 	a := c.d.Algorithms
 	switch {
 	case alg.Version != n.version || caps.Version != n.version:

@@ -481,3 +481,37 @@ func checkOtherParams(r *reader, v Version, field string, b uint8) {
 		r.fail(field, "reserved bits set at version %v: 0x%02x", v, b)
 	}
 }
+
+// VCAMessages are the six messages of VCA, GET_VERSION through ALGORITHMS,
+// as ParseVCA decodes them from the start of a transcript.
+type VCAMessages struct {
+	GetVersion          GetVersion
+	Version             VersionResponse
+	GetCapabilities     GetCapabilities
+	Capabilities        Capabilities
+	NegotiateAlgorithms NegotiateAlgorithms
+	Algorithms          Algorithms
+	// Len is how many bytes of the transcript VCA takes.
+	Len int
+}
+
+// ParseVCA decodes VCA from the start of a transcript (SPDM 1.2 and later
+// begin the signed transcripts with it); the error names the message that
+// does not decode. What follows VCA is left alone.
+func ParseVCA(t []byte) (*VCAMessages, error) {
+	m := &VCAMessages{}
+	for _, step := range []struct {
+		name string
+		dec  func([]byte) (int, error)
+	}{
+		{"GET_VERSION", m.GetVersion.Decode}, {"VERSION", m.Version.Decode}, {"GET_CAPABILITIES", m.GetCapabilities.Decode},
+		{"CAPABILITIES", m.Capabilities.Decode}, {"NEGOTIATE_ALGORITHMS", m.NegotiateAlgorithms.Decode}, {"ALGORITHMS", m.Algorithms.Decode},
+	} {
+		k, err := step.dec(t[m.Len:])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", step.name, err)
+		}
+		m.Len += k
+	}
+	return m, nil
+}

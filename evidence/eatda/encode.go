@@ -222,23 +222,11 @@ func (c *SPDMClaims) addBlocks(d *evidence.Device) error {
 
 // vcaPrefix is the GET_VERSION … ALGORITHMS prefix of a 1.2+ transcript.
 func vcaPrefix(t []byte) ([]byte, error) {
-	var (
-		gv   secchan.GetVersion
-		vr   secchan.VersionResponse
-		gc   secchan.GetCapabilities
-		caps secchan.Capabilities
-		na   secchan.NegotiateAlgorithms
-		alg  secchan.Algorithms
-	)
-	off := 0
-	for _, dec := range []func([]byte) (int, error){gv.Decode, vr.Decode, gc.Decode, caps.Decode, na.Decode, alg.Decode} {
-		k, err := dec(t[off:])
-		if err != nil {
-			return nil, fmt.Errorf("the transcript does not start with VCA: %w", err)
-		}
-		off += k
+	vca, err := secchan.ParseVCA(t)
+	if err != nil {
+		return nil, fmt.Errorf("the transcript does not start with VCA: %w", err)
 	}
-	return bytes.Clone(t[:off]), nil
+	return bytes.Clone(t[:vca.Len]), nil
 }
 
 // signatureClaim is the 3807 claim: the MEASUREMENTS signature with both
