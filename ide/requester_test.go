@@ -251,7 +251,7 @@ func TestKPAckStatuses(t *testing.T) {
 				if body[0] == ObjKPAck {
 					body[4] = uint8(st)
 				}
-				return payload(body).Response(v).Marshal()
+				return codec.Wrap(v, body, true)
 			}
 			if err := f.q.ProgramKeySet(f.ctx, 0, 0, K0); !errors.Is(err, st) {
 				t.Fatalf("err = %v, want %v", err, st)
@@ -264,7 +264,7 @@ func TestKPAckStatuses(t *testing.T) {
 			f.hook = func(resp []byte) []byte {
 				v, body, _ := UnwrapResponse(resp)
 				body[off] ^= 1
-				return payload(body).Response(v).Marshal()
+				return codec.Wrap(v, body, true)
 			}
 			if err := f.q.ProgramKeySet(f.ctx, 0, 0, K0); !errors.Is(err, ErrAckMismatch) {
 				t.Fatalf("KEY_PROG: %v", err)
@@ -276,7 +276,7 @@ func TestKPAckStatuses(t *testing.T) {
 			f.hook = func(resp []byte) []byte {
 				v, body, _ := UnwrapResponse(resp)
 				body[off] ^= 1
-				return payload(body).Response(v).Marshal()
+				return codec.Wrap(v, body, true)
 			}
 			if err := f.q.Go(f.ctx, 0, 0, K0); !errors.Is(err, ErrAckMismatch) {
 				t.Fatalf("K_SET_GO: %v", err)
@@ -299,7 +299,7 @@ func TestKPAckStatuses(t *testing.T) {
 func TestResponderAnswers(t *testing.T) {
 	f := newFixture(t)
 	send := func(body []byte) (*KPAck, error) {
-		resp, err := f.ss.VendorDefined(f.ctx, payload(body).Request(f.v).Marshal())
+		resp, err := f.ss.VendorDefined(f.ctx, codec.Wrap(f.v, body, false))
 		if err != nil {
 			return nil, err
 		}

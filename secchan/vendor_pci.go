@@ -45,3 +45,35 @@ func UnwrapPCI(msg []byte, protocol uint8, response bool) (Version, []byte, erro
 	}
 	return Version(msg[0]), p.Body, nil
 }
+
+// PCIProtocolCodec wraps one PCI-SIG protocol's messages (IDE_KM, TDISP)
+// in VENDOR_DEFINED messages and takes them out again, reporting
+// UnwrapPCI's errors as the protocol package's own: a message for
+// another protocol as ErrOther, bytes after it as ErrMalformed (each
+// wrapping secchan's error too).
+type PCIProtocolCodec struct {
+	Protocol     uint8
+	ErrOther     error
+	ErrMalformed error
+}
+
+// Wrap returns the whole VENDOR_DEFINED_REQUEST (or _RESPONSE) carrying body.
+func (c PCIProtocolCodec) Wrap(v Version, body []byte, response bool) []byte {
+	p := PCIPayload{VendorID: VendorIDPCISIG, Protocol: c.Protocol, Body: body}
+	if response {
+		return p.Response(v).Marshal()
+	}
+	return p.Request(v).Marshal()
+}
+
+// Unwrap is UnwrapPCI for the codec's protocol, with its errors.
+func (c PCIProtocolCodec) Unwrap(msg []byte, response bool) (Version, []byte, error) {
+	v, body, err := UnwrapPCI(msg, c.Protocol, response)
+	switch {
+	case errors.Is(err, ErrOtherPCIProtocol):
+		return 0, nil, fmt.Errorf("%w: %w", c.ErrOther, err)
+	case errors.Is(err, ErrTrailing):
+		return 0, nil, fmt.Errorf("%w: %w", c.ErrMalformed, err)
+	}
+	return v, body, err
+}

@@ -85,7 +85,7 @@ func FuzzUnwrapResponse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if got := payload(body).Response(v).Marshal(); !bytes.Equal(got, b) {
+		if got := codec.Wrap(v, body, true); !bytes.Equal(got, b) {
 			t.Fatalf("re-wrapping differs\n got % x\nwant % x", got, b)
 		}
 	})
@@ -108,7 +108,7 @@ func FuzzResponder(f *testing.F) {
 		if _, err := r.Handle(context.Background(), 1, WrapRequest(secchan.V12, lock)); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := r.Handle(context.Background(), 1, payload(body).Request(secchan.V12).Marshal())
+		resp, err := r.Handle(context.Background(), 1, codec.Wrap(secchan.V12, body, false))
 		if err != nil {
 			return
 		}

@@ -6,7 +6,6 @@ package tdisp
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/devattest/devattest/secchan"
 )
@@ -15,35 +14,22 @@ import (
 // is not PCI-SIG TDISP (another registry, vendor or protocol).
 var ErrNotTDISP = errors.New("tdisp: not a PCI-SIG TDISP vendor-defined message")
 
-func payload(body []byte) secchan.PCIPayload {
-	return secchan.PCIPayload{VendorID: secchan.VendorIDPCISIG, Protocol: secchan.PCIProtocolTDISP, Body: body}
-}
+var codec = secchan.PCIProtocolCodec{Protocol: secchan.PCIProtocolTDISP, ErrOther: ErrNotTDISP, ErrMalformed: ErrMalformed}
 
 // WrapRequest returns the whole VENDOR_DEFINED_REQUEST carrying m.
 func WrapRequest(v secchan.Version, m Message) []byte {
-	return payload(m.Marshal()).Request(v).Marshal()
+	return codec.Wrap(v, m.Marshal(), false)
 }
 
 // WrapResponse returns the whole VENDOR_DEFINED_RESPONSE carrying m.
 func WrapResponse(v secchan.Version, m Message) []byte {
-	return payload(m.Marshal()).Response(v).Marshal()
+	return codec.Wrap(v, m.Marshal(), true)
 }
 
 // UnwrapRequest takes the message out of a whole VENDOR_DEFINED_REQUEST
 // (no bytes may follow it). An error wrapping ErrNotTDISP means the message
 // is valid but for someone else.
-func UnwrapRequest(msg []byte) (secchan.Version, []byte, error) { return unwrap(msg, false) }
+func UnwrapRequest(msg []byte) (secchan.Version, []byte, error) { return codec.Unwrap(msg, false) }
 
 // UnwrapResponse takes the message out of a whole VENDOR_DEFINED_RESPONSE.
-func UnwrapResponse(msg []byte) (secchan.Version, []byte, error) { return unwrap(msg, true) }
-
-func unwrap(msg []byte, response bool) (secchan.Version, []byte, error) {
-	v, body, err := secchan.UnwrapPCI(msg, secchan.PCIProtocolTDISP, response)
-	switch {
-	case errors.Is(err, secchan.ErrOtherPCIProtocol):
-		return 0, nil, fmt.Errorf("%w: %w", ErrNotTDISP, err)
-	case errors.Is(err, secchan.ErrTrailing):
-		return 0, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	return v, body, err
-}
+func UnwrapResponse(msg []byte) (secchan.Version, []byte, error) { return codec.Unwrap(msg, true) }
