@@ -132,15 +132,8 @@ func TestSessionMutualAuthEncap(t *testing.T) {
 				f.cfg.Versions = []secchan.Version{v}
 				f.cfg.MutualAuth = &id
 				w := &wire{}
-				q := secchan.NewRequester(&tamperTransport{rsp: f.rsp, hook: w.hook}, f.cfg)
 				ctx := context.Background()
-				if err := flow(ctx, q); err != nil {
-					t.Fatal(err)
-				}
-				ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, ss := keyExchanged(t, f, w.hook)
 				ker := w.response(secchan.CodeKeyExchangeRsp)
 				if ker == nil || ker[6] != mode {
 					t.Fatalf("KEY_EXCHANGE_RSP MutAuthRequested is not 0x%02x: % x", mode, ker[:12])
@@ -232,15 +225,8 @@ func TestRequesterWithoutIdentityNotAsked(t *testing.T) {
 	_, anchors := requesterIdentity(t)
 	f := mutualFixture(t, true, secchan.MutAuthWithEncapRequest, anchors)
 	w := &wire{}
-	q := secchan.NewRequester(&tamperTransport{rsp: f.rsp, hook: w.hook}, f.cfg)
 	ctx := context.Background()
-	if err := flow(ctx, q); err != nil {
-		t.Fatal(err)
-	}
-	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ss := keyExchanged(t, f, w.hook)
 	if err := ss.End(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -257,15 +243,7 @@ func TestRequesterWithoutIdentityNotAsked(t *testing.T) {
 // responder that prefers (or only does) RSAPSS selects it, and mutual
 // authentication with PSS works.
 func TestRequesterRSAOffersBothSchemes(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 3072)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootDER, id, err := devsim.NewRequesterIdentity(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(rootDER)
+	root, id := rsaRequesterIdentity(t)
 	f := mutualFixture(t, true, 0, secchan.NewRequesterValidator(root))
 	f.cfg.Versions = []secchan.Version{secchan.V12}
 	f.cfg.MutualAuth = &id
@@ -307,15 +285,8 @@ func TestEncapKeyUpdate(t *testing.T) {
 				PSKs: map[string][]byte{devsim.SamplePSKHint: []byte(devsim.SamplePSK)}})
 			f.cfg.Versions = []secchan.Version{v}
 			f.cfg.Caps |= secchan.CapEncap
-			q := secchan.NewRequester(&tamperTransport{rsp: f.rsp}, f.cfg)
 			ctx := context.Background()
-			if err := flow(ctx, q); err != nil {
-				t.Fatal(err)
-			}
-			ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, ss := keyExchanged(t, f, nil)
 			// Nothing pending: an empty result.
 			if res, err := ss.EncapsulatedRequests(ctx); err != nil || len(res.Requests) != 0 {
 				t.Fatalf("nothing pending: %+v, %v", res, err)
@@ -408,15 +379,8 @@ func TestEncapFlowDiesWithItsSession(t *testing.T) {
 	f := newFixture(t, secchan.ResponderConfig{Caps: devsim.SPDMVFCaps | secchan.CapEncap,
 		PSKs: map[string][]byte{devsim.SamplePSKHint: []byte(devsim.SamplePSK)}})
 	f.cfg.Caps |= secchan.CapEncap
-	q := secchan.NewRequester(&tamperTransport{rsp: f.rsp}, f.cfg)
 	ctx := context.Background()
-	if err := flow(ctx, q); err != nil {
-		t.Fatal(err)
-	}
-	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, ss := keyExchanged(t, f, nil)
 	if err := f.rsp.StartEncapKeyUpdate(ss.ID()); err != nil {
 		t.Fatal(err)
 	}
@@ -449,15 +413,8 @@ func TestMutualAuthOtherSlot(t *testing.T) {
 		})
 		f.cfg.MutualAuth = &id0
 		f.cfg.MutualAuthSlots = map[uint8]*secchan.Identity{1: &id1}
-		q := secchan.NewRequester(&tamperTransport{rsp: f.rsp}, f.cfg)
 		ctx := context.Background()
-		if err := flow(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-		ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, ss := keyExchanged(t, f, nil)
 		if ss.Encap == nil || ss.Encap.ReqSlot != 1 {
 			t.Fatalf("the flow's end did not name slot 1: %+v", ss.Encap)
 		}
@@ -504,15 +461,7 @@ func (c *chunkSendTransport) Exchange(ctx context.Context, req []byte) ([]byte, 
 // the requester's CHALLENGE_AUTH with an RSA-3072 signature (basic mutual
 // authentication) goes with CHUNK_SEND, and the responder verifies it.
 func TestRequesterChunkSend(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 3072)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootDER, id, err := devsim.NewRequesterIdentity(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := x509.ParseCertificate(rootDER)
+	root, id := rsaRequesterIdentity(t)
 	f := newFixture(t, secchan.ResponderConfig{
 		Caps:             devsim.SPDMVFCaps | secchan.CapMutAuth | secchan.CapEncap,
 		PSKs:             map[string][]byte{devsim.SamplePSKHint: []byte(devsim.SamplePSK)},
@@ -532,4 +481,40 @@ func TestRequesterChunkSend(t *testing.T) {
 	if res := f.rsp.MutualAuth(); res == nil || res.Err != nil {
 		t.Fatalf("responder's record: %+v", res)
 	}
+}
+
+// rsaRequesterIdentity is a requester identity with an RSA-3072 key (its
+// signatures outgrow small transfer sizes) and the root that anchors it.
+func rsaRequesterIdentity(t *testing.T) (*x509.Certificate, secchan.Identity) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 3072)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootDER, id, err := devsim.NewRequesterIdentity(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, id
+}
+
+// keyExchanged runs VCA, authentication and KEY_EXCHANGE against f's
+// responder (hook, if any, sees the wire) and returns the requester and
+// its session.
+func keyExchanged(t *testing.T, f *fixture, h hook) (*secchan.Requester, *secchan.SecureSession) {
+	t.Helper()
+	ctx := context.Background()
+	q := secchan.NewRequester(&tamperTransport{rsp: f.rsp, hook: h}, f.cfg)
+	if err := flow(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := q.KeyExchange(ctx, secchan.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, ss
 }
