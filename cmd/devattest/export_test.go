@@ -20,11 +20,7 @@ func snpReport(t *testing.T) e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return attestOn(t, "fake-snp", a, func(dir string) []string {
-		r := a.Roots()
-		return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
-			"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
-	})
+	return attestOn(t, "fake-snp", a, snpRoots(t, a))
 }
 
 func TestExportEATDA(t *testing.T) {

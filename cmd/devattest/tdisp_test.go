@@ -17,10 +17,7 @@ func TestTDISPPolicyInitVerifyInspect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := attestOn(t, "fake-snp", att, func(dir string) []string {
-		r := att.Roots()
-		return []string{"--snp-ark", writeFile(t, dir+"/ark.der", r.ARK), "--snp-ask", writeFile(t, dir+"/ask.der", r.ASK)}
-	})
+	e := attestOn(t, "fake-snp", att, snpRoots(t, att))
 	pol, err := os.ReadFile(e.policy)
 	if err != nil {
 		t.Fatal(err)

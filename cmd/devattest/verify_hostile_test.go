@@ -26,14 +26,6 @@ func TestVerifyReadsUnderACap(t *testing.T) {
 	}
 }
 
-func snpRoots(t *testing.T, att *platform.FakeSNP) func(dir string) []string {
-	return func(dir string) []string {
-		r := att.Roots()
-		return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
-			"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
-	}
-}
-
 // TestVerifyOutputForPeople: after the verdict the failed checks come
 // again, and a measurement mismatch shows what was expected and seen.
 func TestVerifyOutputForPeople(t *testing.T) {

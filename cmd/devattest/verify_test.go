@@ -77,6 +77,16 @@ func attestOn(t *testing.T, name string, att platform.Attester, roots func(dir s
 	return attestSpec(t, attestOptions{platform: name, att: att, roots: roots, nonce: []byte("owner nonce " + name)})
 }
 
+// snpRoots writes the fake SEV-SNP platform's roots into dir and returns
+// policy init's flags naming them.
+func snpRoots(t *testing.T, att *platform.FakeSNP) func(dir string) []string {
+	return func(dir string) []string {
+		r := att.Roots()
+		return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
+			"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
+	}
+}
+
 // attestOptions say what attestSpec attests: which platform, the owner's
 // nonce, and each VF's measurement store (nil: two default VFs).
 type attestOptions struct {
@@ -156,11 +166,7 @@ func TestVerifyEndToEnd(t *testing.T) {
 			}
 			return a
 		}, func(t *testing.T, a platform.Attester) func(string) []string {
-			return func(dir string) []string {
-				r := a.(*platform.FakeSNP).Roots()
-				return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
-					"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
-			}
+			return snpRoots(t, a.(*platform.FakeSNP))
 		}, "platform:\n  kind: tpm\n  tpm:\n    ak_public: [00]\n"},
 		{"fake-tdx", func(t *testing.T) platform.Attester {
 			a, err := platform.NewFakeTDX(platform.Options{})
@@ -425,11 +431,7 @@ func TestPolicyInitDevicesOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := attestOn(t, "fake-snp", att, func(dir string) []string {
-		r := att.Roots()
-		return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
-			"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
-	})
+	e := attestOn(t, "fake-snp", att, snpRoots(t, att))
 	out := filepath.Join(e.dir, "guest", "devices.yaml")
 	if err := os.Mkdir(filepath.Dir(out), 0o700); err != nil {
 		t.Fatal(err)
@@ -567,11 +569,7 @@ func TestVerifyPlatformDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := attestOn(t, "fake-snp", att, func(dir string) []string {
-			r := att.Roots()
-			return []string{"--snp-ark", writeFile(t, filepath.Join(dir, "ark.der"), r.ARK),
-				"--snp-ask", writeFile(t, filepath.Join(dir, "ask.der"), r.ASK)}
-		})
+		e := attestOn(t, "fake-snp", att, snpRoots(t, att))
 		code, out, errOut := runCmd("verify", e.report, "--policy", e.policy, "--nonce", e.nonceHex)
 		if code != 0 || !regexp.MustCompile(`platform +test roots +pass +WARNING: the report chains to a test root, go-sev-guest's fake ARK`).MatchString(out) {
 			t.Fatalf("verify with allow_test_roots: %d, want PASS with a WARNING line\n%s%s", code, out, errOut)
